@@ -1,0 +1,11 @@
+//! The Usage Tracking Standard in Rust: the records, their schemas, the Confluent wire format and
+//! the schema registry.
+
+pub mod records;
+pub mod diff;
+pub mod registry;
+pub mod schemas;
+pub mod wire;
+
+pub use records::*;
+pub use schemas::{topics, StandardRecord};
