@@ -4,4 +4,5 @@
 //! Data flows `ingest -> window -> allocate -> sink`; [`standard`] is the contract on Kafka.
 
 pub mod cli;
+pub mod kafka;
 pub mod standard;

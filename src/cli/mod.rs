@@ -51,7 +51,11 @@ impl Cli {
 #[derive(Debug, Clone, Args)]
 pub struct RegistryArgs {
     /// Base URL of a Confluent-API schema registry.
-    #[arg(long, env = "SCHEMA_REGISTRY_URL", default_value = "http://127.0.0.1:8081")]
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
     pub schema_registry_url: String,
     /// Basic auth user.
     #[arg(long, env = "SCHEMA_REGISTRY_USERNAME")]

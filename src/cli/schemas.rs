@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use super::{RegistryArgs, TopicArgs};
 use crate::standard::diff::schema_diff;
 use crate::standard::registry::RegistryClient;
-use crate::standard::schemas::{standard_schemas, LocalSchema};
+use crate::standard::schemas::{standard_schemas, LocalSchema, COMPATIBILITY_LEVEL};
 
 /// Schema administration.
 #[derive(Debug, Subcommand)]
@@ -45,7 +45,11 @@ impl SchemasCommand {
 impl SchemaArgs {
     fn schemas(&self) -> anyhow::Result<Vec<(LocalSchema, String)>> {
         let t = &self.topics;
-        let builtin = standard_schemas(&t.usage_events_topic, &t.cost_events_topic, &t.usage_records_topic);
+        let builtin = standard_schemas(
+            &t.usage_events_topic,
+            &t.cost_events_topic,
+            &t.usage_records_topic,
+        );
         match &self.schema_dir {
             None => Ok(builtin
                 .into_iter()
@@ -60,7 +64,10 @@ impl SchemaArgs {
 }
 
 /// Reads every `.avsc` in `dir` and pairs it with the standard record of the same full name.
-fn schemas_from_dir(dir: &Path, builtin: Vec<LocalSchema>) -> anyhow::Result<Vec<(LocalSchema, String)>> {
+fn schemas_from_dir(
+    dir: &Path,
+    builtin: Vec<LocalSchema>,
+) -> anyhow::Result<Vec<(LocalSchema, String)>> {
     let mut found = Vec::new();
     let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
     for entry in entries {
@@ -68,11 +75,16 @@ fn schemas_from_dir(dir: &Path, builtin: Vec<LocalSchema>) -> anyhow::Result<Vec
         if path.extension().is_none_or(|e| e != "avsc") {
             continue;
         }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let schema = Schema::parse_str(&text).with_context(|| format!("{} is not a valid Avro schema", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let schema = Schema::parse_str(&text)
+            .with_context(|| format!("{} is not a valid Avro schema", path.display()))?;
         let name = schema.name().map(|n| n.fullname(None)).unwrap_or_default();
         let Some(local) = builtin.iter().find(|b| b.full_name == name) else {
-            bail!("{}: {name:?} is not a record of the Usage Tracking Standard", path.display());
+            bail!(
+                "{}: {name:?} is not a record of the Usage Tracking Standard",
+                path.display()
+            );
         };
         found.push((local.clone(), text));
     }
@@ -87,11 +99,18 @@ async fn register(args: SchemaArgs) -> anyhow::Result<ExitCode> {
     let registry = RegistryClient::new(args.registry.endpoint()?)?;
     println!("{:<28} {:>7} {:>6}", "subject", "version", "id");
     for (local, text) in args.schemas()? {
+        registry
+            .set_compatibility_level(&local.subject, COMPATIBILITY_LEVEL)
+            .await
+            .with_context(|| format!("setting {COMPATIBILITY_LEVEL} on {}", local.subject))?;
         let landed = registry
             .register(&local.subject, &text)
             .await
             .with_context(|| format!("registering {} under {}", local.full_name, local.subject))?;
-        println!("{:<28} {:>7} {:>6}", landed.subject, landed.version, landed.id);
+        println!(
+            "{:<28} {:>7} {:>6}",
+            landed.subject, landed.version, landed.id
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -104,7 +123,11 @@ async fn check(args: SchemaArgs) -> anyhow::Result<ExitCode> {
         all_compatible &= verdict.compatible;
         println!("{}", verdict.report);
     }
-    Ok(if all_compatible { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if all_compatible {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 struct Verdict {
@@ -112,7 +135,11 @@ struct Verdict {
     report: String,
 }
 
-async fn check_one(registry: &RegistryClient, local: &LocalSchema, text: &str) -> anyhow::Result<Verdict> {
+async fn check_one(
+    registry: &RegistryClient,
+    local: &LocalSchema,
+    text: &str,
+) -> anyhow::Result<Verdict> {
     let subject = &local.subject;
     let context = || format!("checking {subject}");
     let Some(latest) = registry.latest(subject).await.with_context(context)? else {
@@ -124,10 +151,16 @@ async fn check_one(registry: &RegistryClient, local: &LocalSchema, text: &str) -
     if let Some(same) = registry.lookup(subject, text).await.with_context(context)? {
         return Ok(Verdict {
             compatible: true,
-            report: format!("ok   {subject}: already registered as version {} (id {})", same.version, same.id),
+            report: format!(
+                "ok   {subject}: already registered as version {} (id {})",
+                same.version, same.id
+            ),
         });
     }
-    let level = registry.compatibility_level(subject).await.with_context(context)?;
+    let level = registry
+        .compatibility_level(subject)
+        .await
+        .with_context(context)?;
     let against = if level.ends_with("_TRANSITIVE") {
         registry.versions(subject).await.with_context(context)?
     } else {
@@ -135,7 +168,10 @@ async fn check_one(registry: &RegistryClient, local: &LocalSchema, text: &str) -
     };
     let mut problems = Vec::new();
     for version in &against {
-        let answer = registry.check_against(subject, *version, text).await.with_context(context)?;
+        let answer = registry
+            .check_against(subject, *version, text)
+            .await
+            .with_context(context)?;
         if !answer.is_compatible {
             problems.push(format!("  incompatible with version {version}"));
             problems.extend(answer.messages.iter().map(|m| format!("    registry: {m}")));
@@ -152,8 +188,12 @@ async fn check_one(registry: &RegistryClient, local: &LocalSchema, text: &str) -
     }
     let mut report = format!("FAIL {subject}: not compatible under {level}\n");
     report.push_str(&problems.join("\n"));
-    report.push_str(&format!("\n  changes against version {} (id {}):", latest.version, latest.id));
-    let old = Schema::parse_str(&latest.schema).context("the registry's latest schema does not parse")?;
+    report.push_str(&format!(
+        "\n  changes against version {} (id {}):",
+        latest.version, latest.id
+    ));
+    let old =
+        Schema::parse_str(&latest.schema).context("the registry's latest schema does not parse")?;
     let new = Schema::parse_str(text)?;
     for line in schema_diff(&old, &new) {
         report.push_str("\n    ");

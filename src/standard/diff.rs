@@ -22,14 +22,21 @@ pub fn schema_diff(old: &Schema, new: &Schema) -> Vec<String> {
 }
 
 fn root_name(schema: &Schema) -> String {
-    schema.name().map(|n| n.name().to_string()).unwrap_or_else(|| "<root>".into())
+    schema
+        .name()
+        .map(|n| n.name().to_string())
+        .unwrap_or_else(|| "<root>".into())
 }
 
 fn diff_at(path: &str, old: &Schema, new: &Schema, lines: &mut Vec<String>) {
     match (old, new) {
         (Schema::Record(o), Schema::Record(n)) => diff_records(path, o, n, lines),
-        (Schema::Array(o), Schema::Array(n)) => diff_at(&format!("{path}[]"), &o.items, &n.items, lines),
-        (Schema::Map(o), Schema::Map(n)) => diff_at(&format!("{path}{{}}"), &o.types, &n.types, lines),
+        (Schema::Array(o), Schema::Array(n)) => {
+            diff_at(&format!("{path}[]"), &o.items, &n.items, lines)
+        }
+        (Schema::Map(o), Schema::Map(n)) => {
+            diff_at(&format!("{path}{{}}"), &o.types, &n.types, lines)
+        }
         (Schema::Enum(o), Schema::Enum(n)) => {
             for gone in o.symbols.iter().filter(|s| !n.symbols.contains(s)) {
                 lines.push(format!("- {path}: enum symbol {gone}"));
@@ -55,7 +62,9 @@ fn diff_records(path: &str, old: &RecordSchema, new: &RecordSchema, lines: &mut 
         let at = format!("{path}.{}", field.name);
         match old.fields.iter().find(|f| f.name == field.name) {
             Some(before) => diff_at(&at, &before.schema, &field.schema, lines),
-            None if field.default.is_some() => lines.push(format!("+ {at}: {} (with default)", label(&field.schema))),
+            None if field.default.is_some() => {
+                lines.push(format!("+ {at}: {} (with default)", label(&field.schema)))
+            }
             None => lines.push(format!(
                 "+ {at}: {} (no default: old data cannot fill it)",
                 label(&field.schema)
@@ -67,7 +76,12 @@ fn diff_records(path: &str, old: &RecordSchema, new: &RecordSchema, lines: &mut 
 /// A short type label: `string`, `null | string`, `array<Measurement>`, `record WorkloadSubject`.
 fn label(schema: &Schema) -> String {
     match schema {
-        Schema::Union(u) => u.variants().iter().map(label).collect::<Vec<_>>().join(" | "),
+        Schema::Union(u) => u
+            .variants()
+            .iter()
+            .map(label)
+            .collect::<Vec<_>>()
+            .join(" | "),
         Schema::Array(a) => format!("array<{}>", label(&a.items)),
         Schema::Map(m) => format!("map<{}>", label(&m.types)),
         Schema::Record(r) => format!("record {}", r.name.name()),

@@ -1,8 +1,8 @@
 //! The Usage Tracking Standard in Rust: the records, their schemas, the Confluent wire format and
 //! the schema registry.
 
-pub mod records;
 pub mod diff;
+pub mod records;
 pub mod registry;
 pub mod schemas;
 pub mod wire;

@@ -137,13 +137,18 @@ pub struct RegistryClient {
 impl RegistryClient {
     /// A client for `endpoint`.
     pub fn new(endpoint: RegistryEndpoint) -> Result<Self, RegistryError> {
-        let base = Url::parse(endpoint.url.trim_end_matches('/'))
-            .map_err(|e| RegistryError::Config(format!("schema registry url {:?}: {e}", endpoint.url)))?;
+        let base = Url::parse(endpoint.url.trim_end_matches('/')).map_err(|e| {
+            RegistryError::Config(format!("schema registry url {:?}: {e}", endpoint.url))
+        })?;
         let http = reqwest::Client::builder()
             .timeout(endpoint.timeout)
             .build()
             .map_err(|e| RegistryError::Config(format!("http client: {e}")))?;
-        Ok(Self { http, endpoint, base })
+        Ok(Self {
+            http,
+            endpoint,
+            base,
+        })
     }
 
     /// The endpoint this client talks to.
@@ -153,10 +158,19 @@ impl RegistryClient {
 
     /// Registers `schema` under `subject` (idempotent: an existing schema keeps its id and
     /// version) and returns where it landed.
-    pub async fn register(&self, subject: &str, schema: &str) -> Result<SubjectVersion, RegistryError> {
+    pub async fn register(
+        &self,
+        subject: &str,
+        schema: &str,
+    ) -> Result<SubjectVersion, RegistryError> {
         let body = schema_body(schema);
         let IdBody { id } = self
-            .call(Method::POST, &["subjects", subject, "versions"], &[], Some(&body))
+            .call(
+                Method::POST,
+                &["subjects", subject, "versions"],
+                &[],
+                Some(&body),
+            )
             .await?;
         let found = self.lookup(subject, schema).await?;
         debug_assert_eq!(found.as_ref().map(|f| f.id), Some(id));
@@ -168,9 +182,18 @@ impl RegistryClient {
     }
 
     /// The version of `schema` under `subject`, if it is registered there.
-    pub async fn lookup(&self, subject: &str, schema: &str) -> Result<Option<SubjectVersion>, RegistryError> {
+    pub async fn lookup(
+        &self,
+        subject: &str,
+        schema: &str,
+    ) -> Result<Option<SubjectVersion>, RegistryError> {
         let found = self
-            .call(Method::POST, &["subjects", subject], &[], Some(&schema_body(schema)))
+            .call(
+                Method::POST,
+                &["subjects", subject],
+                &[],
+                Some(&schema_body(schema)),
+            )
             .await;
         not_found_is_none(found)
     }
@@ -178,28 +201,53 @@ impl RegistryClient {
     /// The latest version under `subject`, if the subject exists.
     pub async fn latest(&self, subject: &str) -> Result<Option<SubjectVersion>, RegistryError> {
         let found = self
-            .call(Method::GET, &["subjects", subject, "versions", "latest"], &[], None)
+            .call(
+                Method::GET,
+                &["subjects", subject, "versions", "latest"],
+                &[],
+                None,
+            )
             .await;
         not_found_is_none(found)
     }
 
     /// All versions under `subject` (empty when the subject does not exist).
     pub async fn versions(&self, subject: &str) -> Result<Vec<u32>, RegistryError> {
-        let found = self.call(Method::GET, &["subjects", subject, "versions"], &[], None).await;
+        let found = self
+            .call(Method::GET, &["subjects", subject, "versions"], &[], None)
+            .await;
         Ok(not_found_is_none(found)?.unwrap_or_default())
     }
 
     /// The compatibility level in force for `subject` (its own, else the global one).
     pub async fn compatibility_level(&self, subject: &str) -> Result<String, RegistryError> {
-        let own: Result<ConfigBody, _> = self.call(Method::GET, &["config", subject], &[], None).await;
+        let own: Result<ConfigBody, _> = self
+            .call(Method::GET, &["config", subject], &[], None)
+            .await;
         match own {
             Ok(config) => Ok(config.compatibility_level),
-            Err(e) if e.error_code().is_some_and(|c| c == 40408 || c == 40401 || c == 404) => {
+            Err(e)
+                if e.error_code()
+                    .is_some_and(|c| c == 40408 || c == 40401 || c == 404) =>
+            {
                 let global: ConfigBody = self.call(Method::GET, &["config"], &[], None).await?;
                 Ok(global.compatibility_level)
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Sets the compatibility level of `subject` (e.g. `BACKWARD_TRANSITIVE`).
+    pub async fn set_compatibility_level(
+        &self,
+        subject: &str,
+        level: &str,
+    ) -> Result<(), RegistryError> {
+        let body = json!({ "compatibility": level });
+        let _: serde_json::Value = self
+            .call(Method::PUT, &["config", subject], &[], Some(&body))
+            .await?;
+        Ok(())
     }
 
     /// Asks whether `schema` is compatible with `version` of `subject` under the subject's level.
@@ -234,12 +282,17 @@ impl RegistryClient {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
-        let mut request = self.http.request(method, url.clone()).header("Accept", CONTENT_TYPE);
+        let mut request = self
+            .http
+            .request(method, url.clone())
+            .header("Accept", CONTENT_TYPE);
         if let Some(user) = &self.endpoint.username {
             request = request.basic_auth(user, self.endpoint.password.as_deref());
         }
         if let Some(body) = body {
-            request = request.header("Content-Type", CONTENT_TYPE).body(body.to_string());
+            request = request
+                .header("Content-Type", CONTENT_TYPE)
+                .body(body.to_string());
         }
         let http = |source| RegistryError::Http {
             url: url.to_string(),

@@ -30,17 +30,35 @@ macro_rules! standard_record {
             fn schema() -> &'static Schema {
                 static SCHEMA: OnceLock<Schema> = OnceLock::new();
                 SCHEMA.get_or_init(|| {
-                    Schema::parse_str(Self::SCHEMA_JSON)
-                        .expect(concat!("schemas/", $file, " is valid Avro (checked by tests)"))
+                    Schema::parse_str(Self::SCHEMA_JSON).expect(concat!(
+                        "schemas/",
+                        $file,
+                        " is valid Avro (checked by tests)"
+                    ))
                 })
             }
         }
     };
 }
 
-standard_record!(UsageEvent, "usage_event.avsc", "UsageEvent", topics::USAGE_EVENTS);
-standard_record!(CostEvent, "cost_event.avsc", "CostEvent", topics::COST_EVENTS);
-standard_record!(UsageRecord, "usage_record.avsc", "UsageRecord", topics::USAGE_RECORDS);
+standard_record!(
+    UsageEvent,
+    "usage_event.avsc",
+    "UsageEvent",
+    topics::USAGE_EVENTS
+);
+standard_record!(
+    CostEvent,
+    "cost_event.avsc",
+    "CostEvent",
+    topics::COST_EVENTS
+);
+standard_record!(
+    UsageRecord,
+    "usage_record.avsc",
+    "UsageRecord",
+    topics::USAGE_RECORDS
+);
 
 /// Default topic names of the standard.
 pub mod topics {
@@ -53,6 +71,9 @@ pub mod topics {
     /// Messages that could not be processed, unchanged, with the reason in headers.
     pub const DEAD_LETTERS: &str = "usage.dlq.v1";
 }
+
+/// Compatibility level the standard requires of its subjects.
+pub const COMPATIBILITY_LEVEL: &str = "BACKWARD_TRANSITIVE";
 
 /// Subject of a topic's value schema under the TopicNameStrategy: `<topic>-value`.
 pub fn value_subject(topic: &str) -> String {
@@ -82,7 +103,11 @@ impl LocalSchema {
 }
 
 /// The three schemas of the standard on the given topics.
-pub fn standard_schemas(usage_events: &str, cost_events: &str, usage_records: &str) -> Vec<LocalSchema> {
+pub fn standard_schemas(
+    usage_events: &str,
+    cost_events: &str,
+    usage_records: &str,
+) -> Vec<LocalSchema> {
     vec![
         LocalSchema::of::<UsageEvent>(usage_events),
         LocalSchema::of::<CostEvent>(cost_events),
@@ -96,15 +121,27 @@ mod tests {
 
     #[test]
     fn every_schema_parses_and_names_itself() {
-        assert_eq!(UsageEvent::schema().name().unwrap().fullname(None), UsageEvent::FULL_NAME);
-        assert_eq!(CostEvent::schema().name().unwrap().fullname(None), CostEvent::FULL_NAME);
-        assert_eq!(UsageRecord::schema().name().unwrap().fullname(None), UsageRecord::FULL_NAME);
+        assert_eq!(
+            UsageEvent::schema().name().unwrap().fullname(None),
+            UsageEvent::FULL_NAME
+        );
+        assert_eq!(
+            CostEvent::schema().name().unwrap().fullname(None),
+            CostEvent::FULL_NAME
+        );
+        assert_eq!(
+            UsageRecord::schema().name().unwrap().fullname(None),
+            UsageRecord::FULL_NAME
+        );
     }
 
     #[test]
     fn subjects_follow_the_topic_name_strategy() {
         assert_eq!(value_subject(topics::USAGE_EVENTS), "usage.events.v1-value");
-        let subjects: Vec<_> = standard_schemas("a", "b", "c").into_iter().map(|s| s.subject).collect();
+        let subjects: Vec<_> = standard_schemas("a", "b", "c")
+            .into_iter()
+            .map(|s| s.subject)
+            .collect();
         assert_eq!(subjects, ["a-value", "b-value", "c-value"]);
     }
 }

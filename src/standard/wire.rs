@@ -93,7 +93,11 @@ impl<T: StandardRecord> RecordEncoder<T> {
         let supplied = get_supplied_schema(T::schema());
         Self {
             encoder: AvroEncoder::new(registry),
-            strategy: SubjectNameStrategy::TopicNameStrategyWithSchema(topic.to_owned(), false, supplied),
+            strategy: SubjectNameStrategy::TopicNameStrategyWithSchema(
+                topic.to_owned(),
+                false,
+                supplied,
+            ),
             _record: PhantomData,
         }
     }
@@ -157,7 +161,11 @@ impl<T: StandardRecord> RecordDecoder<T> {
     }
 
     fn cached_reader(&self, schema_id: u32) -> Option<Result<Arc<PreparedReader>, Arc<str>>> {
-        self.readers.read().expect("reader cache lock").get(&schema_id).cloned()
+        self.readers
+            .read()
+            .expect("reader cache lock")
+            .get(&schema_id)
+            .cloned()
     }
 
     async fn prepare(&self, schema_id: u32) -> Result<Arc<PreparedReader>, Arc<str>> {

@@ -1,0 +1,104 @@
+//! Kafka connection settings and topic administration, shared by every Kafka client we create.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
+
+/// How to reach the brokers.
+#[derive(Debug, Clone)]
+pub struct KafkaConnection {
+    /// `host:port,...`
+    pub bootstrap_servers: String,
+    /// librdkafka properties passed through unchanged (`security.protocol`, `sasl.*`, `ssl.*` ...).
+    pub properties: Vec<(String, String)>,
+}
+
+impl KafkaConnection {
+    /// A plaintext connection to `bootstrap_servers`.
+    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+        Self {
+            bootstrap_servers: bootstrap_servers.into(),
+            properties: Vec::new(),
+        }
+    }
+
+    /// A librdkafka configuration with the connection settings applied.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap_servers);
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// Creates the topics that do not exist yet; returns the names created.
+    pub async fn ensure_topics(
+        &self,
+        topics: &[TopicSpec],
+    ) -> Result<Vec<String>, rdkafka::error::KafkaError> {
+        let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
+        let new_topics: Vec<NewTopic<'_>> = topics.iter().map(TopicSpec::new_topic).collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let mut created = Vec::new();
+        for result in admin.create_topics(&new_topics, &options).await? {
+            match result {
+                Ok(name) => created.push(name),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(rdkafka::error::KafkaError::AdminOp(code)).inspect_err(|_| {
+                        tracing::error!(topic = %name, %code, "creating topic failed");
+                    })
+                }
+            }
+        }
+        Ok(created)
+    }
+}
+
+/// A topic the service needs.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    /// Topic name.
+    pub name: String,
+    /// Partition count.
+    pub partitions: i32,
+    /// Replication factor.
+    pub replication: i32,
+    /// Keep only the latest message per key (usage records).
+    pub compacted: bool,
+}
+
+impl TopicSpec {
+    /// A delete-policy topic.
+    pub fn new(name: impl Into<String>, partitions: i32, replication: i32) -> Self {
+        Self {
+            name: name.into(),
+            partitions,
+            replication,
+            compacted: false,
+        }
+    }
+
+    /// The same topic with log compaction.
+    pub fn compacted(mut self) -> Self {
+        self.compacted = true;
+        self
+    }
+
+    fn new_topic(&self) -> NewTopic<'_> {
+        let topic = NewTopic::new(
+            &self.name,
+            self.partitions,
+            TopicReplication::Fixed(self.replication),
+        );
+        if self.compacted {
+            topic.set("cleanup.policy", "compact")
+        } else {
+            topic
+        }
+    }
+}

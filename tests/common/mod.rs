@@ -1,0 +1,89 @@
+//! Shared setup for end-to-end tests: a registry stand-in per test, the stack's broker and database.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use registry_standin::RunningRegistry;
+use usage_tracker::kafka::KafkaConnection;
+use usage_tracker::standard::registry::RegistryEndpoint;
+use usage_tracker::standard::{Measurement, MeasurementKind, UsageEvent, WorkloadSubject};
+
+/// A fresh, empty registry stand-in on an ephemeral port.
+pub async fn registry() -> RunningRegistry {
+    registry_standin::spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("start registry stand-in")
+}
+
+/// Endpoint of a running stand-in.
+pub fn endpoint(registry: &RunningRegistry) -> RegistryEndpoint {
+    RegistryEndpoint::new(registry.url())
+}
+
+/// The broker started by `scripts/stack.sh up` (see target/stack/env).
+pub fn kafka() -> KafkaConnection {
+    let servers = std::env::var("KAFKA_BOOTSTRAP_SERVERS").expect(
+        "KAFKA_BOOTSTRAP_SERVERS is not set: run `scripts/stack.sh up && . target/stack/env` first",
+    );
+    KafkaConnection::new(servers)
+}
+
+/// A name no other test (or earlier run against the same broker) uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A realistic pod sample: `cores` over a 10 s period ending at `t_ms`.
+pub fn pod_sample(
+    namespace: &str,
+    pod: &str,
+    t_ms: i64,
+    cores: f64,
+    memory_bytes: f64,
+) -> UsageEvent {
+    UsageEvent {
+        specversion: "1.0".into(),
+        id: format!("{namespace}/{pod}/{t_ms}"),
+        source: "//elastic-agent/test-cluster".into(),
+        event_type: usage_tracker::standard::USAGE_EVENT_TYPE.into(),
+        time: t_ms,
+        start: t_ms - 10_000,
+        end: t_ms,
+        subject: WorkloadSubject {
+            cluster_id: "test-cluster".into(),
+            cluster_name: Some("Test cluster".into()),
+            namespace: Some(namespace.into()),
+            pod_name: Some(pod.into()),
+            pod_uid: Some(format!("uid-{pod}")),
+            container_name: None,
+            node_name: Some("node-1".into()),
+            workload_kind: Some("Deployment".into()),
+            workload_name: Some(pod.split('-').next().unwrap_or(pod).into()),
+            labels: BTreeMap::from([("app".to_string(), pod.to_string())]),
+        },
+        measurements: vec![
+            Measurement {
+                resource: "cpu".into(),
+                kind: MeasurementKind::Usage,
+                quantity: cores * 10.0,
+                unit: "core_seconds".into(),
+            },
+            Measurement {
+                resource: "memory".into(),
+                kind: MeasurementKind::Usage,
+                quantity: memory_bytes * 10.0,
+                unit: "byte_seconds".into(),
+            },
+        ],
+    }
+}
