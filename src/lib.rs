@@ -3,6 +3,12 @@
 //!
 //! Data flows `ingest -> window -> allocate -> sink`; [`standard`] is the contract on Kafka.
 
+pub mod accounting;
+pub mod allocate;
 pub mod cli;
+pub mod ingest;
 pub mod kafka;
+pub mod measure;
+pub mod sink;
 pub mod standard;
+pub mod window;

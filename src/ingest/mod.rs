@@ -1,0 +1,395 @@
+//! Producers' messages -> validated inputs of the windowing stage. Every message either becomes a
+//! [`Sample`] / [`CostLine`], is excluded by a rule (counted), or is rejected with a
+//! [`DeadLetterReason`] and goes to the dead-letter topic. Pure, no I/O.
+
+pub mod exclusion;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::measure::{Quantity, Resource};
+use crate::standard::{CostEvent, EpochMillis, MeasurementKind, UsageEvent};
+use crate::window::{CostLine, Sample};
+
+pub use exclusion::{ExcludedBy, ExclusionRules, Exclusions};
+
+/// Why a message went to the dead-letter topic (the `dlq.reason` header and a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DeadLetterReason {
+    /// Not in Confluent wire format.
+    NotAvro,
+    /// The schema id is unknown to the registry.
+    UnknownSchema,
+    /// The writer schema cannot be read as ours, or the body does not match it.
+    IncompatibleSchema,
+    /// Decoded, but breaks a rule of the standard.
+    InvalidEvent,
+    /// Usage without a namespace.
+    NoNamespace,
+    /// Event time too far ahead of processing time.
+    FutureTimestamp,
+    /// Older than the retention horizon.
+    TooLate,
+}
+
+impl DeadLetterReason {
+    /// Header and label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterReason::NotAvro => "not_avro",
+            DeadLetterReason::UnknownSchema => "unknown_schema",
+            DeadLetterReason::IncompatibleSchema => "incompatible_schema",
+            DeadLetterReason::InvalidEvent => "invalid_event",
+            DeadLetterReason::NoNamespace => "no_namespace",
+            DeadLetterReason::FutureTimestamp => "future_timestamp",
+            DeadLetterReason::TooLate => "too_late",
+        }
+    }
+}
+
+/// A message that cannot be accounted, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Machine-readable reason.
+    pub reason: DeadLetterReason,
+    /// Human-readable detail.
+    pub detail: String,
+}
+
+impl Rejection {
+    fn new(reason: DeadLetterReason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What became of one input event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Intake<T> {
+    /// To be accounted.
+    Accepted(T),
+    /// Left out by an exclusion rule.
+    Excluded(ExcludedBy),
+    /// Counted but carries no known resource.
+    Empty,
+}
+
+/// Where cost lines without a cluster are allocated.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostScope {
+    /// Billing account or sub account (GCP project, Azure subscription) id.
+    pub account: String,
+    /// Cluster whose namespaces share its untagged cost.
+    pub cluster_id: String,
+}
+
+/// Stable 128-bit dedup key of `(source, id)`, the same in every process and release.
+pub fn dedup_key(source: &str, id: &str) -> u128 {
+    let mut bytes = Vec::with_capacity(source.len() + id.len() + 1);
+    bytes.extend_from_slice(source.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(id.as_bytes());
+    xxhash_rust::xxh3::xxh3_128(&bytes)
+}
+
+/// Validates a usage event and turns it into a [`Sample`].
+pub fn usage_sample(
+    event: &UsageEvent,
+    exclusions: &Exclusions,
+    now: EpochMillis,
+    future_skew_ms: i64,
+) -> Result<Intake<Sample>, Rejection> {
+    use DeadLetterReason::*;
+    if event.id.is_empty() || event.source.is_empty() {
+        return Err(Rejection::new(
+            InvalidEvent,
+            "id and source must not be empty",
+        ));
+    }
+    if event.subject.cluster_id.is_empty() {
+        return Err(Rejection::new(
+            InvalidEvent,
+            "subject.cluster_id must not be empty",
+        ));
+    }
+    if event.end < event.start {
+        return Err(Rejection::new(
+            InvalidEvent,
+            format!("end {} before start {}", event.end, event.start),
+        ));
+    }
+    if event.end > now + future_skew_ms {
+        return Err(Rejection::new(
+            FutureTimestamp,
+            format!(
+                "interval ends at {} ms, more than {future_skew_ms} ms after now ({now})",
+                event.end
+            ),
+        ));
+    }
+    if let Some(rule) = exclusions.usage(event) {
+        return Ok(Intake::Excluded(rule));
+    }
+    let namespace = event.subject.namespace.as_deref().filter(|n| !n.is_empty());
+    let mut quantities = Vec::with_capacity(event.measurements.len());
+    for m in &event.measurements {
+        let quantity = Quantity::from_units(m.quantity).ok_or_else(|| {
+            Rejection::new(
+                InvalidEvent,
+                format!(
+                    "{} {:?} quantity {} is not finite and >= 0",
+                    m.resource, m.kind, m.quantity
+                ),
+            )
+        })?;
+        let Some(resource) = Resource::parse(&m.resource) else {
+            continue; // An extension resource: valid, not accounted (yet).
+        };
+        if m.unit != resource.unit() {
+            return Err(Rejection::new(
+                InvalidEvent,
+                format!(
+                    "{} must be in {}, not {}",
+                    m.resource,
+                    resource.unit(),
+                    m.unit
+                ),
+            ));
+        }
+        match (namespace, m.kind) {
+            (None, MeasurementKind::Capacity)
+            | (
+                Some(_),
+                MeasurementKind::Usage | MeasurementKind::Request | MeasurementKind::Limit,
+            ) => {}
+            (None, kind) => {
+                return Err(Rejection::new(
+                    NoNamespace,
+                    format!("{kind:?} of {} without a namespace", m.resource),
+                ))
+            }
+            (Some(n), MeasurementKind::Capacity) => {
+                return Err(Rejection::new(
+                    InvalidEvent,
+                    format!("capacity is cluster-scoped, but namespace is {n:?}"),
+                ))
+            }
+        }
+        quantities.push((resource, m.kind, quantity));
+    }
+    if quantities.is_empty() {
+        return Ok(Intake::Empty);
+    }
+    Ok(Intake::Accepted(Sample {
+        dedup_key: dedup_key(&event.source, &event.id),
+        cluster_id: Arc::from(event.subject.cluster_id.as_str()),
+        cluster_name: event.subject.cluster_name.as_deref().map(Arc::from),
+        namespace: namespace.map(Arc::from),
+        start: event.start,
+        end: event.end,
+        quantities,
+    }))
+}
+
+/// Validates a cost event and resolves the cluster it is allocated in.
+pub fn cost_line(
+    event: &CostEvent,
+    exclusions: &Exclusions,
+    scopes: &[CostScope],
+) -> Result<Intake<CostLine>, Rejection> {
+    use DeadLetterReason::*;
+    if event.id.is_empty() || event.source.is_empty() {
+        return Err(Rejection::new(
+            InvalidEvent,
+            "id and source must not be empty",
+        ));
+    }
+    if event.charge_period_end <= event.charge_period_start {
+        return Err(Rejection::new(
+            InvalidEvent,
+            "charge_period_end must be after charge_period_start",
+        ));
+    }
+    if event.billing_currency.len() != 3
+        || !event
+            .billing_currency
+            .bytes()
+            .all(|b| b.is_ascii_uppercase())
+    {
+        return Err(Rejection::new(
+            InvalidEvent,
+            format!(
+                "billing_currency {:?} is not an ISO 4217 code",
+                event.billing_currency
+            ),
+        ));
+    }
+    if let Some(rule) = exclusions.cost(event) {
+        return Ok(Intake::Excluded(rule));
+    }
+    Ok(Intake::Accepted(CostLine {
+        source: event.source.clone(),
+        id: event.id.clone(),
+        revision: event.revision,
+        cluster_id: cost_cluster(event, scopes),
+        namespace: event.namespace.clone().filter(|n| !n.is_empty()),
+        category: event.category,
+        status: event.cost_status,
+        currency: event.billing_currency.clone(),
+        start: event.charge_period_start,
+        end: event.charge_period_end,
+        amount: event.effective_cost_micros,
+    }))
+}
+
+/// The line's own cluster, else the configured scope of its account, else the account itself
+/// (a pseudo-cluster without usage, so the cost shows as `__unallocated__` rather than vanish).
+fn cost_cluster(event: &CostEvent, scopes: &[CostScope]) -> String {
+    if let Some(cluster) = event.cluster_id.as_deref().filter(|c| !c.is_empty()) {
+        return cluster.to_owned();
+    }
+    let accounts: BTreeMap<&str, &str> = scopes
+        .iter()
+        .map(|s| (s.account.as_str(), s.cluster_id.as_str()))
+        .collect();
+    let account = event
+        .sub_account_id
+        .as_deref()
+        .unwrap_or(&event.billing_account_id);
+    accounts
+        .get(account)
+        .or_else(|| accounts.get(event.billing_account_id.as_str()))
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| format!("account:{account}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::standard::{Measurement, WorkloadSubject};
+
+    fn event(
+        namespace: Option<&str>,
+        kind: MeasurementKind,
+        quantity: f64,
+        unit: &str,
+    ) -> UsageEvent {
+        UsageEvent {
+            specversion: "1.0".into(),
+            id: "e1".into(),
+            source: "//test".into(),
+            event_type: "io.ferrisdx.usage.v1".into(),
+            time: 10_000,
+            start: 0,
+            end: 10_000,
+            subject: WorkloadSubject {
+                cluster_id: "c".into(),
+                namespace: namespace.map(str::to_owned),
+                ..Default::default()
+            },
+            measurements: vec![Measurement {
+                resource: "cpu".into(),
+                kind,
+                quantity,
+                unit: unit.into(),
+            }],
+        }
+    }
+
+    fn reason(result: Result<Intake<Sample>, Rejection>) -> DeadLetterReason {
+        result.unwrap_err().reason
+    }
+
+    #[test]
+    fn valid_usage_becomes_an_exact_sample() {
+        let none = Exclusions::default();
+        let Intake::Accepted(sample) = usage_sample(
+            &event(Some("a"), MeasurementKind::Usage, 2.5, "core_seconds"),
+            &none,
+            10_000,
+            0,
+        )
+        .unwrap() else {
+            panic!("accepted");
+        };
+        assert_eq!(
+            sample.quantities,
+            vec![(
+                Resource::Cpu,
+                MeasurementKind::Usage,
+                Quantity::from_micros(2_500_000)
+            )]
+        );
+        assert_eq!(sample.dedup_key, dedup_key("//test", "e1"));
+        assert_ne!(
+            dedup_key("a", "bc"),
+            dedup_key("ab", "c"),
+            "the separator keeps keys apart"
+        );
+    }
+
+    #[test]
+    fn broken_usage_is_rejected_with_its_reason() {
+        let none = Exclusions::default();
+        use DeadLetterReason::*;
+        assert_eq!(
+            reason(usage_sample(
+                &event(None, MeasurementKind::Usage, 1.0, "core_seconds"),
+                &none,
+                10_000,
+                0
+            )),
+            NoNamespace
+        );
+        assert_eq!(
+            reason(usage_sample(
+                &event(Some("a"), MeasurementKind::Usage, f64::NAN, "core_seconds"),
+                &none,
+                10_000,
+                0
+            )),
+            InvalidEvent
+        );
+        assert_eq!(
+            reason(usage_sample(
+                &event(Some("a"), MeasurementKind::Usage, -1.0, "core_seconds"),
+                &none,
+                10_000,
+                0
+            )),
+            InvalidEvent
+        );
+        assert_eq!(
+            reason(usage_sample(
+                &event(Some("a"), MeasurementKind::Usage, 1.0, "bytes"),
+                &none,
+                10_000,
+                0
+            )),
+            InvalidEvent
+        );
+        assert_eq!(
+            reason(usage_sample(
+                &event(Some("a"), MeasurementKind::Capacity, 1.0, "core_seconds"),
+                &none,
+                10_000,
+                0
+            )),
+            InvalidEvent
+        );
+        assert_eq!(
+            reason(usage_sample(
+                &event(Some("a"), MeasurementKind::Usage, 1.0, "core_seconds"),
+                &none,
+                0,
+                5_000
+            )),
+            FutureTimestamp
+        );
+    }
+}

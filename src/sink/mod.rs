@@ -1,0 +1,4 @@
+//! Where records go: Kafka (`usage.records.v1`, dead letters) and PostgreSQL.
+
+pub mod kafka;
+pub mod postgres;

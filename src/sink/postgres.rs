@@ -1,0 +1,514 @@
+//! PostgreSQL: the `usage_records` table the admin UI reads, and the checkpoint store.
+//!
+//! A checkpoint is one transaction: records, window state, dedup keys, bill lines, evictions and
+//! the input offsets they cover. Either all of it is there after a crash or none of it, so a
+//! restart resumes from exactly the state that produced the last committed records.
+
+use std::collections::BTreeMap;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, Transaction};
+
+use crate::accounting::Checkpoint;
+use crate::measure::Resource;
+use crate::standard::{CostCategory, CostStatus, EpochMillis, RecordCostStatus, UsageRecord, WindowStatus};
+use crate::window::{CostLine, PersistedWindow};
+
+/// Where one input partition stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionPosition {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Next offset to read.
+    pub next_offset: i64,
+    /// Max event time seen (for the watermark).
+    pub max_event_time: Option<EpochMillis>,
+}
+
+/// Everything a restart needs.
+#[derive(Debug, Default)]
+pub struct RestoredState {
+    /// Input positions.
+    pub positions: Vec<PartitionPosition>,
+    /// Watermark reached.
+    pub watermark: Option<EpochMillis>,
+    /// Window state.
+    pub windows: Vec<(String, EpochMillis, PersistedWindow)>,
+    /// Dedup keys.
+    pub seen: Vec<(EpochMillis, u128)>,
+    /// Bill lines.
+    pub cost_lines: Vec<CostLine>,
+}
+
+/// The Postgres side of the tracker.
+#[derive(Debug, Clone)]
+pub struct PostgresSink {
+    pool: PgPool,
+}
+
+impl PostgresSink {
+    /// Connects and applies the embedded migrations.
+    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        let pool = PgPoolOptions::new().max_connections(4).connect(url).await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool (for reports and readiness).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Loads the last committed checkpoint.
+    pub async fn restore(&self) -> Result<RestoredState, sqlx::Error> {
+        let positions = sqlx::query("SELECT topic, partition, next_offset, max_event_time FROM tracker_offsets")
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| PartitionPosition {
+                topic: r.get(0),
+                partition: r.get(1),
+                next_offset: r.get(2),
+                max_event_time: r.get(3),
+            })
+            .collect();
+        let watermark = sqlx::query_scalar("SELECT watermark FROM tracker_watermark")
+            .fetch_optional(&self.pool)
+            .await?
+            .flatten();
+        let mut windows = Vec::new();
+        for row in sqlx::query("SELECT cluster_id, window_start, state FROM tracker_windows").fetch_all(&self.pool).await? {
+            let state: sqlx::types::Json<PersistedWindow> = row.try_get(2)?;
+            windows.push((row.get(0), row.get(1), state.0));
+        }
+        let seen = sqlx::query("SELECT window_start, dedup_key FROM tracker_seen_events")
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .filter_map(|r| {
+                let key: Vec<u8> = r.get(1);
+                Some((r.get(0), u128::from_be_bytes(key.try_into().ok()?)))
+            })
+            .collect();
+        let cost_lines = sqlx::query(
+            "SELECT source, id, revision, cluster_id, namespace, category, status, currency, period_start, period_end, amount_micros FROM tracker_cost_lines",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| CostLine {
+            source: r.get(0),
+            id: r.get(1),
+            revision: r.get(2),
+            cluster_id: r.get(3),
+            namespace: r.get(4),
+            category: parse_category(r.get(5)),
+            status: if r.get::<String, _>(6) == "final" { CostStatus::Final } else { CostStatus::Estimated },
+            currency: r.get(7),
+            start: r.get(8),
+            end: r.get(9),
+            amount: r.get(10),
+        })
+        .collect();
+        Ok(RestoredState { positions, watermark, windows, seen, cost_lines })
+    }
+
+    /// Commits a checkpoint and the input positions it covers, atomically.
+    pub async fn commit(&self, checkpoint: &Checkpoint, positions: &[PartitionPosition]) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        upsert_records(&mut tx, &checkpoint.records).await?;
+        save_windows(&mut tx, &checkpoint.windows).await?;
+        save_seen(&mut tx, &checkpoint.seen).await?;
+        save_cost_lines(&mut tx, &checkpoint.cost_lines).await?;
+        delete_evicted(&mut tx, checkpoint).await?;
+        save_positions(&mut tx, positions, checkpoint.watermark).await?;
+        tx.commit().await
+    }
+}
+
+fn parse_category(text: String) -> CostCategory {
+    serde_json::from_value(serde_json::Value::String(text)).unwrap_or(CostCategory::Other)
+}
+
+fn enum_text<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => unreachable!("unit enums serialise to strings"),
+    }
+}
+
+/// One multi-row upsert; an older revision never overwrites a newer one.
+async fn upsert_records(tx: &mut Transaction<'_, Postgres>, records: &[UsageRecord]) -> Result<(), sqlx::Error> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut cols = RecordColumns::default();
+    for r in records {
+        cols.push(r);
+    }
+    sqlx::query(
+        r#"
+        INSERT INTO usage_records (
+            cluster_id, namespace, window_start, window_end, cluster_name, status, revision,
+            cpu_used_core_seconds, cpu_requested_core_seconds, cpu_limit_core_seconds,
+            cpu_allocated_core_seconds, cpu_unused_core_seconds,
+            memory_used_byte_seconds, memory_requested_byte_seconds, memory_limit_byte_seconds,
+            memory_allocated_byte_seconds, memory_unused_byte_seconds,
+            storage_used_byte_seconds, network_rx_bytes, network_tx_bytes, gpu_used_gpu_seconds,
+            resources, costs, cost_total, currency, cost_status, updated_at)
+        SELECT c, n, to_timestamp(ws / 1000.0), to_timestamp(we / 1000.0), cn, st, rev,
+               cu, cr, cl, ca, cun, mu, mr, ml, ma, mun, su, nrx, ntx, gu,
+               res::jsonb, cost::jsonb, total::numeric / 1000000, cur, cs, now()
+        FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[],
+                    $8::float8[], $9::float8[], $10::float8[], $11::float8[], $12::float8[],
+                    $13::float8[], $14::float8[], $15::float8[], $16::float8[], $17::float8[],
+                    $18::float8[], $19::float8[], $20::float8[], $21::float8[],
+                    $22::text[], $23::text[], $24::bigint[], $25::text[], $26::text[])
+             AS t(c, n, ws, we, cn, st, rev, cu, cr, cl, ca, cun, mu, mr, ml, ma, mun, su, nrx, ntx, gu,
+                  res, cost, total, cur, cs)
+        ON CONFLICT (cluster_id, namespace, window_start) DO UPDATE SET
+            window_end = excluded.window_end, cluster_name = excluded.cluster_name,
+            status = excluded.status, revision = excluded.revision,
+            cpu_used_core_seconds = excluded.cpu_used_core_seconds,
+            cpu_requested_core_seconds = excluded.cpu_requested_core_seconds,
+            cpu_limit_core_seconds = excluded.cpu_limit_core_seconds,
+            cpu_allocated_core_seconds = excluded.cpu_allocated_core_seconds,
+            cpu_unused_core_seconds = excluded.cpu_unused_core_seconds,
+            memory_used_byte_seconds = excluded.memory_used_byte_seconds,
+            memory_requested_byte_seconds = excluded.memory_requested_byte_seconds,
+            memory_limit_byte_seconds = excluded.memory_limit_byte_seconds,
+            memory_allocated_byte_seconds = excluded.memory_allocated_byte_seconds,
+            memory_unused_byte_seconds = excluded.memory_unused_byte_seconds,
+            storage_used_byte_seconds = excluded.storage_used_byte_seconds,
+            network_rx_bytes = excluded.network_rx_bytes, network_tx_bytes = excluded.network_tx_bytes,
+            gpu_used_gpu_seconds = excluded.gpu_used_gpu_seconds,
+            resources = excluded.resources, costs = excluded.costs, cost_total = excluded.cost_total,
+            currency = excluded.currency, cost_status = excluded.cost_status, updated_at = excluded.updated_at
+        WHERE usage_records.revision <= excluded.revision
+        "#,
+    )
+    .bind(cols.cluster_id)
+    .bind(cols.namespace)
+    .bind(cols.window_start)
+    .bind(cols.window_end)
+    .bind(cols.cluster_name)
+    .bind(cols.status)
+    .bind(cols.revision)
+    .bind(&cols.figures[0])
+    .bind(&cols.figures[1])
+    .bind(&cols.figures[2])
+    .bind(&cols.figures[3])
+    .bind(&cols.figures[4])
+    .bind(&cols.figures[5])
+    .bind(&cols.figures[6])
+    .bind(&cols.figures[7])
+    .bind(&cols.figures[8])
+    .bind(&cols.figures[9])
+    .bind(&cols.figures[10])
+    .bind(&cols.figures[11])
+    .bind(&cols.figures[12])
+    .bind(&cols.figures[13])
+    .bind(cols.resources)
+    .bind(cols.costs)
+    .bind(cols.cost_total)
+    .bind(cols.currency)
+    .bind(cols.cost_status)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Column arrays for the UNNEST upsert.
+#[derive(Default)]
+struct RecordColumns {
+    cluster_id: Vec<String>,
+    namespace: Vec<String>,
+    window_start: Vec<i64>,
+    window_end: Vec<i64>,
+    cluster_name: Vec<Option<String>>,
+    status: Vec<String>,
+    revision: Vec<i64>,
+    /// cpu used/requested/limit/allocated/unused, memory the same, storage used, rx, tx, gpu used.
+    figures: [Vec<f64>; 14],
+    resources: Vec<String>,
+    costs: Vec<String>,
+    cost_total: Vec<i64>,
+    currency: Vec<Option<String>>,
+    cost_status: Vec<String>,
+}
+
+impl RecordColumns {
+    fn push(&mut self, r: &UsageRecord) {
+        self.cluster_id.push(r.cluster_id.clone());
+        self.namespace.push(r.namespace.clone());
+        self.window_start.push(r.window_start);
+        self.window_end.push(r.window_end);
+        self.cluster_name.push(r.cluster_name.clone());
+        self.status.push(enum_text(&r.window_status));
+        self.revision.push(r.revision);
+        let of = |resource: Resource| r.resources.iter().find(|u| u.resource == resource.name());
+        let mut figures = [0.0; 14];
+        for (base, resource) in [(0, Resource::Cpu), (5, Resource::Memory)] {
+            if let Some(u) = of(resource) {
+                figures[base..base + 5].copy_from_slice(&[u.used, u.requested, u.limit, u.allocated, u.unused]);
+            }
+        }
+        for (at, resource) in [(10, Resource::Storage), (11, Resource::NetworkRx), (12, Resource::NetworkTx), (13, Resource::Gpu)] {
+            figures[at] = of(resource).map_or(0.0, |u| u.used);
+        }
+        for (column, value) in self.figures.iter_mut().zip(figures) {
+            column.push(value);
+        }
+        self.resources.push(serde_json::to_string(&r.resources).expect("serialisable"));
+        self.costs.push(serde_json::to_string(&r.costs).expect("serialisable"));
+        self.cost_total.push(r.cost_total_micros);
+        self.currency.push(r.currency.clone());
+        self.cost_status.push(enum_text(&r.cost_status));
+    }
+}
+
+async fn save_windows(
+    tx: &mut Transaction<'_, Postgres>,
+    windows: &[(std::sync::Arc<str>, EpochMillis, PersistedWindow)],
+) -> Result<(), sqlx::Error> {
+    if windows.is_empty() {
+        return Ok(());
+    }
+    let clusters: Vec<String> = windows.iter().map(|w| w.0.to_string()).collect();
+    let starts: Vec<i64> = windows.iter().map(|w| w.1).collect();
+    let states: Vec<String> = windows.iter().map(|w| serde_json::to_string(&w.2).expect("serialisable")).collect();
+    sqlx::query(
+        "INSERT INTO tracker_windows (cluster_id, window_start, state)
+         SELECT c, s, st::jsonb FROM unnest($1::text[], $2::bigint[], $3::text[]) AS t(c, s, st)
+         ON CONFLICT (cluster_id, window_start) DO UPDATE SET state = excluded.state",
+    )
+    .bind(clusters)
+    .bind(starts)
+    .bind(states)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn save_seen(tx: &mut Transaction<'_, Postgres>, seen: &[(EpochMillis, u128)]) -> Result<(), sqlx::Error> {
+    if seen.is_empty() {
+        return Ok(());
+    }
+    let starts: Vec<i64> = seen.iter().map(|s| s.0).collect();
+    let keys: Vec<Vec<u8>> = seen.iter().map(|s| s.1.to_be_bytes().to_vec()).collect();
+    sqlx::query(
+        "INSERT INTO tracker_seen_events (window_start, dedup_key)
+         SELECT * FROM unnest($1::bigint[], $2::bytea[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(starts)
+    .bind(keys)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn save_cost_lines(tx: &mut Transaction<'_, Postgres>, lines: &[CostLine]) -> Result<(), sqlx::Error> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&CostLine) -> String| lines.iter().map(f).collect::<Vec<_>>();
+    let num = |f: fn(&CostLine) -> i64| lines.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO tracker_cost_lines (source, id, revision, cluster_id, namespace, category, status, currency,
+                                         period_start, period_end, amount_micros)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
+                              $8::text[], $9::bigint[], $10::bigint[], $11::bigint[])
+         ON CONFLICT (source, id) DO UPDATE SET
+            revision = excluded.revision, cluster_id = excluded.cluster_id, namespace = excluded.namespace,
+            category = excluded.category, status = excluded.status, currency = excluded.currency,
+            period_start = excluded.period_start, period_end = excluded.period_end,
+            amount_micros = excluded.amount_micros",
+    )
+    .bind(col(|l| l.source.clone()))
+    .bind(col(|l| l.id.clone()))
+    .bind(num(|l| l.revision))
+    .bind(col(|l| l.cluster_id.clone()))
+    .bind(lines.iter().map(|l| l.namespace.clone()).collect::<Vec<_>>())
+    .bind(col(|l| enum_text(&l.category)))
+    .bind(col(|l| enum_text(&l.status)))
+    .bind(col(|l| l.currency.clone()))
+    .bind(num(|l| l.start))
+    .bind(num(|l| l.end))
+    .bind(num(|l| l.amount))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn delete_evicted(tx: &mut Transaction<'_, Postgres>, checkpoint: &Checkpoint) -> Result<(), sqlx::Error> {
+    let evicted = &checkpoint.evicted;
+    if !evicted.windows.is_empty() {
+        let clusters: Vec<String> = evicted.windows.iter().map(|w| w.0.to_string()).collect();
+        let starts: Vec<i64> = evicted.windows.iter().map(|w| w.1).collect();
+        sqlx::query(
+            "DELETE FROM tracker_windows w USING unnest($1::text[], $2::bigint[]) AS t(c, s)
+             WHERE w.cluster_id = t.c AND w.window_start = t.s",
+        )
+        .bind(clusters)
+        .bind(&starts)
+        .execute(&mut **tx)
+        .await?;
+        let oldest_kept = starts.iter().max().copied().unwrap_or(i64::MIN);
+        sqlx::query("DELETE FROM tracker_seen_events WHERE window_start <= $1")
+            .bind(oldest_kept)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if !evicted.cost_lines.is_empty() {
+        let sources: Vec<String> = evicted.cost_lines.iter().map(|l| l.0.clone()).collect();
+        let ids: Vec<String> = evicted.cost_lines.iter().map(|l| l.1.clone()).collect();
+        sqlx::query(
+            "DELETE FROM tracker_cost_lines l USING unnest($1::text[], $2::text[]) AS t(s, i)
+             WHERE l.source = t.s AND l.id = t.i",
+        )
+        .bind(sources)
+        .bind(ids)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn save_positions(
+    tx: &mut Transaction<'_, Postgres>,
+    positions: &[PartitionPosition],
+    watermark: Option<EpochMillis>,
+) -> Result<(), sqlx::Error> {
+    let topics: Vec<String> = positions.iter().map(|p| p.topic.clone()).collect();
+    let partitions: Vec<i32> = positions.iter().map(|p| p.partition).collect();
+    let offsets: Vec<i64> = positions.iter().map(|p| p.next_offset).collect();
+    let times: Vec<Option<i64>> = positions.iter().map(|p| p.max_event_time).collect();
+    sqlx::query(
+        "INSERT INTO tracker_offsets (topic, partition, next_offset, max_event_time)
+         SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[])
+         ON CONFLICT (topic, partition) DO UPDATE SET
+            next_offset = excluded.next_offset, max_event_time = excluded.max_event_time",
+    )
+    .bind(topics)
+    .bind(partitions)
+    .bind(offsets)
+    .bind(times)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO tracker_watermark (singleton, watermark) VALUES (true, $1)
+         ON CONFLICT (singleton) DO UPDATE SET watermark = excluded.watermark",
+    )
+    .bind(watermark)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Per-namespace totals over a period, for reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamespaceTotals {
+    /// Cluster.
+    pub cluster_id: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Windows summed.
+    pub windows: i64,
+    /// CPU used, core-hours.
+    pub cpu_used_core_hours: f64,
+    /// CPU requested, core-hours.
+    pub cpu_requested_core_hours: f64,
+    /// CPU allocated, core-hours.
+    pub cpu_allocated_core_hours: f64,
+    /// Memory used, GiB-hours.
+    pub memory_used_gib_hours: f64,
+    /// Memory allocated, GiB-hours.
+    pub memory_allocated_gib_hours: f64,
+    /// Cost, as an exact decimal string.
+    pub cost: String,
+    /// Currency.
+    pub currency: Option<String>,
+    /// Least certain cost status of the windows.
+    pub cost_status: String,
+}
+
+impl PostgresSink {
+    /// Per-namespace totals of windows starting in `[from, to)`.
+    pub async fn namespace_totals(
+        &self,
+        from: EpochMillis,
+        to: EpochMillis,
+        cluster: Option<&str>,
+        namespace: Option<&str>,
+    ) -> Result<Vec<NamespaceTotals>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT cluster_id, namespace, count(*),
+                    sum(cpu_used_core_seconds) / 3600, sum(cpu_requested_core_seconds) / 3600,
+                    sum(cpu_allocated_core_seconds) / 3600,
+                    sum(memory_used_byte_seconds) / 3600 / 1073741824,
+                    sum(memory_allocated_byte_seconds) / 3600 / 1073741824,
+                    sum(cost_total)::text, max(currency),
+                    CASE WHEN bool_or(cost_status = 'unpriced') AND NOT bool_or(cost_status <> 'unpriced') THEN 'unpriced'
+                         WHEN bool_or(cost_status = 'estimated') THEN 'estimated'
+                         WHEN bool_or(cost_status = 'final') THEN 'final' ELSE 'unpriced' END
+             FROM usage_records
+             WHERE window_start >= to_timestamp($1 / 1000.0) AND window_start < to_timestamp($2 / 1000.0)
+               AND ($3::text IS NULL OR cluster_id = $3) AND ($4::text IS NULL OR namespace = $4)
+             GROUP BY cluster_id, namespace
+             ORDER BY cluster_id, (namespace LIKE '\\_\\_%'), namespace",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(cluster)
+        .bind(namespace)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| NamespaceTotals {
+                cluster_id: r.get(0),
+                namespace: r.get(1),
+                windows: r.get(2),
+                cpu_used_core_hours: r.get(3),
+                cpu_requested_core_hours: r.get(4),
+                cpu_allocated_core_hours: r.get(5),
+                memory_used_gib_hours: r.get(6),
+                memory_allocated_gib_hours: r.get(7),
+                cost: r.get(8),
+                currency: r.get(9),
+                cost_status: r.get(10),
+            })
+            .collect())
+    }
+
+    /// The current row of every record, keyed, for comparisons in tests and tools.
+    pub async fn snapshot(&self) -> Result<BTreeMap<(String, String, i64), (String, i64, String, String)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT cluster_id, namespace, (extract(epoch from window_start) * 1000)::bigint, status, revision,
+                    resources::text, cost_total::text
+             FROM usage_records",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ((r.get(0), r.get(1), r.get(2)), (r.get(3), r.get(4), r.get(5), r.get(6))))
+            .collect())
+    }
+}
+
+/// Parses a window status column.
+pub fn parse_window_status(text: &str) -> WindowStatus {
+    if text == "closed" { WindowStatus::Closed } else { WindowStatus::Open }
+}
+
+/// Parses a cost status column.
+pub fn parse_cost_status(text: &str) -> RecordCostStatus {
+    match text {
+        "final" => RecordCostStatus::Final,
+        "estimated" => RecordCostStatus::Estimated,
+        _ => RecordCostStatus::Unpriced,
+    }
+}

@@ -1,0 +1,13 @@
+//! Event-time windows per (cluster, namespace): tumbling, UTC-aligned, with watermarks,
+//! deduplication, late data and the bill lines that fall into them. Pure, no I/O.
+
+mod cost_ledger;
+mod spec;
+mod store;
+mod watermark;
+
+pub use cost_ledger::{CostLedger, CostLine, LedgerChange};
+pub use spec::{WindowConfig, WindowSpec};
+pub use store::persisted::ClusterState as PersistedWindow;
+pub use store::{Admission, ClusterWindowView, Sample, WindowKey, WindowStore};
+pub use watermark::Watermarks;

@@ -1,0 +1,515 @@
+//! Usage state per (cluster, namespace, window), and the records it turns into.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::measure::{Capacity, Quantity, Resource, ResourceTotals};
+use crate::standard::{EpochMillis, MeasurementKind, ResourceUsage, WindowStatus};
+
+use super::WindowConfig;
+
+/// A validated usage observation, ready to be windowed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Stable 128-bit digest of (source, id): the dedup key.
+    pub dedup_key: u128,
+    /// Cluster identity.
+    pub cluster_id: Arc<str>,
+    /// Cluster display name.
+    pub cluster_name: Option<Arc<str>>,
+    /// Namespace; `None` for cluster capacity.
+    pub namespace: Option<Arc<str>>,
+    /// Interval start, inclusive.
+    pub start: EpochMillis,
+    /// Interval end, exclusive.
+    pub end: EpochMillis,
+    /// Known resources only; capacity only when `namespace` is `None`.
+    pub quantities: Vec<(Resource, MeasurementKind, Quantity)>,
+}
+
+/// What happened to a sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Counted.
+    Applied,
+    /// Counted, into windows that had closed already (they get a new revision).
+    AppliedLate,
+    /// Same (source, id) seen before: not counted again.
+    Duplicate,
+    /// Older than the retention horizon: goes to the dead-letter topic.
+    TooLate,
+}
+
+/// Identity of one usage record.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WindowKey {
+    /// Cluster identity.
+    pub cluster_id: Arc<str>,
+    /// Namespace (or `__idle__` / `__unallocated__`).
+    pub namespace: Arc<str>,
+    /// Window start.
+    pub window_start: EpochMillis,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NamespaceWindow {
+    pub(crate) totals: ResourceTotals,
+    /// Last emitted revision and a digest of its content.
+    pub(crate) revision: i64,
+    pub(crate) content_digest: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClusterWindow {
+    pub(crate) cluster_name: Option<Arc<str>>,
+    pub(crate) capacity: Capacity,
+    pub(crate) namespaces: HashMap<Arc<str>, NamespaceWindow>,
+    pub(crate) closed: bool,
+    /// Usage, capacity, bills or status changed since the last emission.
+    pub(crate) changed: bool,
+}
+
+/// The state of every open (and recently closed) window. Pure: processing time is passed in.
+#[derive(Debug, Clone)]
+pub struct WindowStore {
+    config: WindowConfig,
+    windows: BTreeMap<EpochMillis, HashMap<Arc<str>, ClusterWindow>>,
+    seen: BTreeMap<EpochMillis, HashSet<u128>>,
+    unsaved_seen: Vec<(EpochMillis, u128)>,
+    watermark: Option<EpochMillis>,
+}
+
+/// A read-only view of one cluster window, for allocation and emission.
+pub struct ClusterWindowView<'a> {
+    /// Cluster identity.
+    pub cluster_id: &'a Arc<str>,
+    /// Window start.
+    pub window_start: EpochMillis,
+    /// Window end.
+    pub window_end: EpochMillis,
+    /// Open or closed.
+    pub status: WindowStatus,
+    /// Cluster display name.
+    pub cluster_name: Option<&'a Arc<str>>,
+    /// Capacity seen in the window.
+    pub capacity: &'a Capacity,
+    /// Namespaces with usage, sorted by name.
+    pub namespaces: Vec<(&'a Arc<str>, &'a ResourceTotals)>,
+}
+
+impl WindowStore {
+    /// An empty store.
+    pub fn new(config: WindowConfig) -> Self {
+        Self {
+            config,
+            windows: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            unsaved_seen: Vec::new(),
+            watermark: None,
+        }
+    }
+
+    /// The time rules in force.
+    pub fn config(&self) -> &WindowConfig {
+        &self.config
+    }
+
+    /// The watermark the store last closed windows at.
+    pub fn watermark(&self) -> Option<EpochMillis> {
+        self.watermark
+    }
+
+    /// Whether windows starting at `window_start` are past the retention horizon.
+    pub fn is_expired(&self, window_start: EpochMillis) -> bool {
+        let end = self.config.spec.end_of(window_start);
+        self.watermark
+            .is_some_and(|w| end + self.config.retention_ms <= w)
+    }
+
+    /// Counts a sample into the windows it overlaps, pro-rata by time.
+    pub fn apply(&mut self, sample: &Sample) -> Admission {
+        let first_window = self.config.spec.start_of(sample.start);
+        if self.is_expired(first_window) {
+            return Admission::TooLate;
+        }
+        if !self
+            .seen
+            .entry(first_window)
+            .or_default()
+            .insert(sample.dedup_key)
+        {
+            return Admission::Duplicate;
+        }
+        self.unsaved_seen.push((first_window, sample.dedup_key));
+        let pieces = self.config.spec.pieces(sample.start, sample.end);
+        let duration = (sample.end - sample.start).max(0) as i128;
+        let mut late = false;
+        for &(resource, kind, quantity) in &sample.quantities {
+            let mut left = quantity;
+            for (i, &(window_start, overlap)) in pieces.iter().enumerate() {
+                // Integer split; the last piece takes the remainder so nothing is lost.
+                let share = if i + 1 == pieces.len() {
+                    left
+                } else {
+                    quantity.scale(overlap as i128, duration)
+                };
+                left = left - share;
+                late |= self.add(sample, window_start, resource, kind, share);
+            }
+        }
+        if late {
+            Admission::AppliedLate
+        } else {
+            Admission::Applied
+        }
+    }
+
+    /// Adds to one window; returns whether that window had closed already.
+    fn add(
+        &mut self,
+        sample: &Sample,
+        window_start: EpochMillis,
+        resource: Resource,
+        kind: MeasurementKind,
+        q: Quantity,
+    ) -> bool {
+        let cluster = self.cluster_window_mut(&sample.cluster_id, window_start);
+        if sample.cluster_name.is_some() {
+            cluster.cluster_name.clone_from(&sample.cluster_name);
+        }
+        cluster.changed = true;
+        match (&sample.namespace, kind) {
+            (None, MeasurementKind::Capacity) => cluster.capacity.0[resource.index()] += q,
+            (None, _) | (Some(_), MeasurementKind::Capacity) => {}
+            (Some(namespace), kind) => {
+                let namespace = match cluster.namespaces.get_key_value(namespace.as_ref()) {
+                    Some((existing, _)) => existing.clone(),
+                    None => namespace.clone(),
+                };
+                let totals = cluster
+                    .namespaces
+                    .entry(namespace)
+                    .or_default()
+                    .totals
+                    .get_mut(resource);
+                match kind {
+                    MeasurementKind::Usage => totals.used += q,
+                    MeasurementKind::Request => totals.requested += q,
+                    MeasurementKind::Limit => totals.limit += q,
+                    MeasurementKind::Capacity => unreachable!("matched above"),
+                }
+            }
+        }
+        cluster.closed
+    }
+
+    fn cluster_window_mut(
+        &mut self,
+        cluster_id: &Arc<str>,
+        window_start: EpochMillis,
+    ) -> &mut ClusterWindow {
+        self.windows
+            .entry(window_start)
+            .or_default()
+            .entry(cluster_id.clone())
+            .or_default()
+    }
+
+    /// Marks a cluster window as needing re-allocation (a bill changed), creating it if needed
+    /// so that cost without usage still shows up, as `__unallocated__`.
+    pub fn touch(&mut self, cluster_id: &str, window_start: EpochMillis) {
+        if self.is_expired(window_start) {
+            return;
+        }
+        let id: Arc<str> = Arc::from(cluster_id);
+        let closed = self
+            .watermark
+            .is_some_and(|w| self.config.spec.end_of(window_start) <= w);
+        let cluster = self.cluster_window_mut(&id, window_start);
+        cluster.changed = true;
+        cluster.closed |= closed;
+    }
+
+    /// Closes the windows the watermark has passed and evicts those past retention.
+    /// Returns the evicted keys (for deletion from the checkpoint store).
+    pub fn advance_to(&mut self, watermark: EpochMillis) -> Vec<(Arc<str>, EpochMillis)> {
+        if self.watermark.is_some_and(|w| w >= watermark) {
+            return Vec::new();
+        }
+        self.watermark = Some(watermark);
+        let spec = self.config.spec;
+        for (&start, clusters) in self.windows.range_mut(..) {
+            if spec.end_of(start) > watermark {
+                break;
+            }
+            for cluster in clusters.values_mut().filter(|c| !c.closed) {
+                cluster.closed = true;
+                cluster.changed = true;
+            }
+        }
+        let mut evicted = Vec::new();
+        let expired: Vec<EpochMillis> = self
+            .windows
+            .keys()
+            .copied()
+            .take_while(|s| self.is_expired(*s))
+            .collect();
+        for start in expired {
+            if let Some(clusters) = self.windows.remove(&start) {
+                evicted.extend(clusters.into_keys().map(|c| (c, start)));
+            }
+        }
+        let stale_seen: Vec<EpochMillis> = self
+            .seen
+            .keys()
+            .copied()
+            .take_while(|s| self.is_expired(*s))
+            .collect();
+        for start in stale_seen {
+            self.seen.remove(&start);
+        }
+        evicted
+    }
+
+    /// Cluster windows changed since their last emission, oldest first.
+    pub fn changed(&self) -> Vec<ClusterWindowView<'_>> {
+        self.views()
+            .filter(|(changed, _)| *changed)
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// Every cluster window held.
+    pub fn all(&self) -> Vec<ClusterWindowView<'_>> {
+        self.views().map(|(_, v)| v).collect()
+    }
+
+    fn views(&self) -> impl Iterator<Item = (bool, ClusterWindowView<'_>)> {
+        let spec = self.config.spec;
+        self.windows.iter().flat_map(move |(&start, clusters)| {
+            let mut ids: Vec<_> = clusters.keys().collect();
+            ids.sort();
+            ids.into_iter().map(move |id| {
+                let c = &clusters[id];
+                let mut namespaces: Vec<_> =
+                    c.namespaces.iter().map(|(n, w)| (n, &w.totals)).collect();
+                namespaces.sort_by(|a, b| a.0.cmp(b.0));
+                let view = ClusterWindowView {
+                    cluster_id: id,
+                    window_start: start,
+                    window_end: spec.end_of(start),
+                    status: if c.closed {
+                        WindowStatus::Closed
+                    } else {
+                        WindowStatus::Open
+                    },
+                    cluster_name: c.cluster_name.as_ref(),
+                    capacity: &c.capacity,
+                    namespaces,
+                };
+                (c.changed, view)
+            })
+        })
+    }
+
+    /// Decides the revision of a record with this content: unchanged content keeps its revision
+    /// (and is not emitted again), changed content gets the next one.
+    pub fn next_revision(&mut self, key: &WindowKey, content_digest: u64) -> Option<i64> {
+        let cluster = self
+            .windows
+            .get_mut(&key.window_start)?
+            .get_mut(&key.cluster_id)?;
+        let entry = cluster.namespaces.entry(key.namespace.clone()).or_default();
+        if entry.revision > 0 && entry.content_digest == content_digest {
+            return None;
+        }
+        entry.revision += 1;
+        entry.content_digest = content_digest;
+        Some(entry.revision)
+    }
+
+    /// Clears the changed marks after an emission.
+    pub fn mark_emitted(&mut self) {
+        for cluster in self.windows.values_mut().flat_map(|c| c.values_mut()) {
+            cluster.changed = false;
+        }
+    }
+
+    /// Dedup keys added since the last call, for the checkpoint.
+    pub fn take_unsaved_seen(&mut self) -> Vec<(EpochMillis, u128)> {
+        std::mem::take(&mut self.unsaved_seen)
+    }
+
+    /// Number of (cluster, namespace, window) keys held.
+    pub fn open_keys(&self) -> usize {
+        self.windows
+            .values()
+            .flat_map(|c| c.values())
+            .map(|c| c.namespaces.len())
+            .sum()
+    }
+
+    /// Per-resource usage lines of a record, in resource order, for resources with any figure.
+    pub fn resource_usage(totals: &ResourceTotals) -> Vec<ResourceUsage> {
+        Resource::ALL
+            .iter()
+            .filter(|r| !totals.get(**r).is_zero())
+            .map(|&r| {
+                let t = totals.get(r);
+                ResourceUsage {
+                    resource: r.name().to_owned(),
+                    unit: r.unit().to_owned(),
+                    used: t.used.units(),
+                    requested: t.requested.units(),
+                    limit: t.limit.units(),
+                    allocated: t.allocated().units(),
+                    unused: t.unused().units(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The window state as persisted in checkpoints.
+pub mod persisted {
+    use super::*;
+
+    /// One namespace window, flattened.
+    #[allow(missing_docs)]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct NamespaceState {
+        /// [used, requested, limit] micro-quantities per resource, as decimal strings (i128).
+        pub totals: Vec<[String; 3]>,
+        pub revision: i64,
+        pub content_digest: String,
+    }
+
+    /// One cluster window, flattened.
+    #[allow(missing_docs)]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct ClusterState {
+        pub cluster_name: Option<String>,
+        pub capacity: Vec<String>,
+        pub closed: bool,
+        pub namespaces: BTreeMap<String, NamespaceState>,
+    }
+}
+
+impl WindowStore {
+    /// Cluster windows changed since their last emission, as persisted state.
+    pub fn export_changed(&self) -> Vec<(Arc<str>, EpochMillis, persisted::ClusterState)> {
+        let mut out = Vec::new();
+        for (&start, clusters) in &self.windows {
+            for (id, c) in clusters.iter().filter(|(_, c)| c.changed) {
+                out.push((id.clone(), start, export_cluster(c)));
+            }
+        }
+        out
+    }
+
+    /// Restores persisted state (at start-up).
+    pub fn import(
+        &mut self,
+        cluster_id: &str,
+        window_start: EpochMillis,
+        state: persisted::ClusterState,
+    ) -> Result<(), String> {
+        let id: Arc<str> = Arc::from(cluster_id);
+        let cluster = self.cluster_window_mut(&id, window_start);
+        *cluster = import_cluster(state)?;
+        Ok(())
+    }
+
+    /// Restores dedup keys and the watermark (at start-up).
+    pub fn import_seen(&mut self, window_start: EpochMillis, key: u128) {
+        self.seen.entry(window_start).or_default().insert(key);
+    }
+
+    /// Restores the watermark (at start-up).
+    pub fn import_watermark(&mut self, watermark: Option<EpochMillis>) {
+        self.watermark = watermark;
+    }
+}
+
+fn export_cluster(c: &ClusterWindow) -> persisted::ClusterState {
+    let namespaces = c
+        .namespaces
+        .iter()
+        .map(|(name, w)| {
+            let totals = w
+                .totals
+                .0
+                .iter()
+                .map(|t| [t.used, t.requested, t.limit].map(|q| q.micros().to_string()))
+                .collect();
+            let state = persisted::NamespaceState {
+                totals,
+                revision: w.revision,
+                content_digest: w.content_digest.to_string(),
+            };
+            (name.to_string(), state)
+        })
+        .collect();
+    persisted::ClusterState {
+        cluster_name: c.cluster_name.as_deref().map(str::to_owned),
+        capacity: c
+            .capacity
+            .0
+            .iter()
+            .map(|q| q.micros().to_string())
+            .collect(),
+        closed: c.closed,
+        namespaces,
+    }
+}
+
+fn import_cluster(state: persisted::ClusterState) -> Result<ClusterWindow, String> {
+    let q = |s: &str| {
+        s.parse::<i128>()
+            .map(Quantity::from_micros)
+            .map_err(|e| format!("quantity {s:?}: {e}"))
+    };
+    let mut capacity = Capacity::default();
+    for (slot, text) in capacity.0.iter_mut().zip(&state.capacity) {
+        *slot = q(text)?;
+    }
+    let mut namespaces = HashMap::new();
+    for (name, ns) in state.namespaces {
+        let mut totals = ResourceTotals::default();
+        for (slot, [used, requested, limit]) in totals.0.iter_mut().zip(&ns.totals) {
+            slot.used = q(used)?;
+            slot.requested = q(requested)?;
+            slot.limit = q(limit)?;
+        }
+        let content_digest = ns
+            .content_digest
+            .parse()
+            .map_err(|e| format!("digest: {e}"))?;
+        namespaces.insert(
+            Arc::from(name),
+            NamespaceWindow {
+                totals,
+                revision: ns.revision,
+                content_digest,
+            },
+        );
+    }
+    Ok(ClusterWindow {
+        cluster_name: state.cluster_name.map(Arc::from),
+        capacity,
+        namespaces,
+        closed: state.closed,
+        changed: false,
+    })
+}
+
+/// Keys of all windows held, for tests and metrics.
+impl WindowStore {
+    /// (cluster, window start) of every cluster window held.
+    pub fn cluster_windows(&self) -> BTreeSet<(Arc<str>, EpochMillis)> {
+        self.windows
+            .iter()
+            .flat_map(|(s, c)| c.keys().map(move |id| (id.clone(), *s)))
+            .collect()
+    }
+}

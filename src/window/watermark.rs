@@ -1,0 +1,123 @@
+//! Watermarks: how far event time has progressed, per input partition.
+
+use std::collections::BTreeMap;
+
+use crate::standard::EpochMillis;
+
+/// Per-partition event-time progress. The watermark is the minimum over partitions that are not
+/// idle of (max event time - allowed lateness), and never goes back.
+#[derive(Debug, Clone, Default)]
+pub struct Watermarks {
+    partitions: BTreeMap<(String, i32), PartitionClock>,
+    watermark: Option<EpochMillis>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PartitionClock {
+    max_event_time: EpochMillis,
+    last_seen_at: EpochMillis,
+}
+
+impl Watermarks {
+    /// Restores the clock of a partition from a checkpoint.
+    pub fn restore(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        max_event_time: EpochMillis,
+        now: EpochMillis,
+    ) {
+        self.partitions.insert(
+            (topic.to_owned(), partition),
+            PartitionClock {
+                max_event_time,
+                last_seen_at: now,
+            },
+        );
+    }
+
+    /// Records an event time seen on a partition at processing time `now`.
+    pub fn observe(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        event_time: EpochMillis,
+        now: EpochMillis,
+    ) {
+        match self.partitions.get_mut(&(topic.to_owned(), partition)) {
+            Some(clock) => {
+                clock.max_event_time = clock.max_event_time.max(event_time);
+                clock.last_seen_at = now;
+            }
+            None => self.restore(topic, partition, event_time, now),
+        }
+    }
+
+    /// Forgets a partition (revoked in a rebalance).
+    pub fn forget(&mut self, topic: &str, partition: i32) {
+        self.partitions.remove(&(topic.to_owned(), partition));
+    }
+
+    /// Max event time seen per partition, for checkpoints.
+    pub fn max_event_times(&self) -> impl Iterator<Item = (&str, i32, EpochMillis)> {
+        self.partitions
+            .iter()
+            .map(|((t, p), c)| (t.as_str(), *p, c.max_event_time))
+    }
+
+    /// Advances and returns the watermark at processing time `now`.
+    pub fn advance(
+        &mut self,
+        now: EpochMillis,
+        allowed_lateness_ms: i64,
+        idle_timeout_ms: i64,
+    ) -> Option<EpochMillis> {
+        let active = self
+            .partitions
+            .values()
+            .filter(|c| now - c.last_seen_at < idle_timeout_ms)
+            .map(|c| c.max_event_time)
+            .min();
+        // Every partition idle: the freshest one leads, so windows still close.
+        let progress = active.or_else(|| self.partitions.values().map(|c| c.max_event_time).max());
+        if let Some(candidate) = progress.map(|t| t - allowed_lateness_ms) {
+            self.watermark = Some(self.watermark.map_or(candidate, |w| w.max(candidate)));
+        }
+        self.watermark
+    }
+
+    /// The current watermark, if any event was seen.
+    pub fn current(&self) -> Option<EpochMillis> {
+        self.watermark
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_slowest_active_partition_holds_the_watermark() {
+        let mut w = Watermarks::default();
+        w.observe("usage", 0, 10_000, 0);
+        w.observe("usage", 1, 50_000, 0);
+        assert_eq!(w.advance(1, 1_000, 60_000), Some(9_000));
+    }
+
+    #[test]
+    fn an_idle_partition_stops_holding_windows_open() {
+        let mut w = Watermarks::default();
+        w.observe("usage", 0, 10_000, 0);
+        w.observe("usage", 1, 50_000, 70_000);
+        assert_eq!(w.advance(70_001, 1_000, 60_000), Some(49_000));
+    }
+
+    #[test]
+    fn the_watermark_never_goes_back() {
+        let mut w = Watermarks::default();
+        w.observe("usage", 0, 50_000, 0);
+        assert_eq!(w.advance(0, 0, 60_000), Some(50_000));
+        w.observe("usage", 1, 10_000, 0);
+        assert_eq!(w.advance(0, 0, 60_000), Some(50_000));
+    }
+}
