@@ -9,6 +9,7 @@ pub mod cli;
 pub mod ingest;
 pub mod kafka;
 pub mod measure;
+pub mod pipeline;
 pub mod sink;
 pub mod standard;
 pub mod window;

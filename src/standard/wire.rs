@@ -108,10 +108,13 @@ impl<T: StandardRecord> RecordEncoder<T> {
     }
 }
 
+/// A prepared reader, or why the writer schema cannot be read as ours.
+type CachedReader = Result<Arc<PreparedReader>, Arc<str>>;
+
 /// Decodes Confluent-framed messages written with any registered schema that can be read as `T`.
 pub struct RecordDecoder<T> {
     registry: AvroDecoder,
-    readers: RwLock<HashMap<u32, Result<Arc<PreparedReader>, Arc<str>>>>,
+    readers: RwLock<HashMap<u32, CachedReader>>,
     _record: PhantomData<fn() -> T>,
 }
 
@@ -130,7 +133,7 @@ impl<T: StandardRecord> RecordDecoder<T> {
         let (schema_id, body) = split_frame(payload)?;
         let reader = match self.cached_reader(schema_id) {
             Some(reader) => reader,
-            None => self.prepare(schema_id).await,
+            None => self.prepare(schema_id).await?,
         };
         match reader {
             Ok(reader) => reader.read(schema_id, body),
@@ -160,7 +163,7 @@ impl<T: StandardRecord> RecordDecoder<T> {
         })
     }
 
-    fn cached_reader(&self, schema_id: u32) -> Option<Result<Arc<PreparedReader>, Arc<str>>> {
+    fn cached_reader(&self, schema_id: u32) -> Option<CachedReader> {
         self.readers
             .read()
             .expect("reader cache lock")
@@ -168,12 +171,11 @@ impl<T: StandardRecord> RecordDecoder<T> {
             .cloned()
     }
 
-    async fn prepare(&self, schema_id: u32) -> Result<Arc<PreparedReader>, Arc<str>> {
-        let writer = match self.registry.get_schema(schema_id).await {
-            Ok(schema) => schema.parsed.clone(),
-            // Not cached: the registry may come back, or learn the id.
-            Err(e) => return Err(Arc::from(format!("schema registry: {e}"))),
-        };
+    /// Fetches the writer schema and works out how to read it as `T`. Registry failures are
+    /// returned (and not cached: the registry may come back or learn the id); the verdict on
+    /// compatibility is cached.
+    async fn prepare(&self, schema_id: u32) -> Result<CachedReader, WireError> {
+        let writer = self.registry.get_schema(schema_id).await?.parsed.clone();
         let prepared = PreparedReader::new(writer, T::schema())
             .map(Arc::new)
             .map_err(Arc::from);
@@ -181,7 +183,7 @@ impl<T: StandardRecord> RecordDecoder<T> {
             .write()
             .expect("reader cache lock")
             .insert(schema_id, prepared.clone());
-        prepared
+        Ok(prepared)
     }
 }
 
