@@ -14,6 +14,8 @@ pub struct KafkaConnection {
     pub bootstrap_servers: String,
     /// librdkafka properties passed through unchanged (`security.protocol`, `sasl.*`, `ssl.*` ...).
     pub properties: Vec<(String, String)>,
+    /// librdkafka properties for producers only (`compression.type`, `batch.num.messages` ...).
+    pub producer_properties: Vec<(String, String)>,
 }
 
 impl KafkaConnection {
@@ -22,6 +24,7 @@ impl KafkaConnection {
         Self {
             bootstrap_servers: bootstrap_servers.into(),
             properties: Vec::new(),
+            producer_properties: Vec::new(),
         }
     }
 
@@ -30,6 +33,15 @@ impl KafkaConnection {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap_servers);
         for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// A librdkafka configuration for producers: the connection plus producer properties.
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        for (key, value) in &self.producer_properties {
             config.set(key, value);
         }
         config

@@ -6,6 +6,8 @@
 pub mod accounting;
 pub mod allocate;
 pub mod cli;
+pub mod config;
+pub mod generate;
 pub mod ingest;
 pub mod kafka;
 pub mod measure;

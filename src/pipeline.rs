@@ -24,7 +24,7 @@ use crate::sink::postgres::{PartitionPosition, PostgresSink, RestoredState};
 use crate::standard::registry::RegistryEndpoint;
 use crate::standard::wire::{RecordDecoder, WireError};
 use crate::standard::{CostEvent, EpochMillis, UsageEvent};
-use crate::window::{Admission, CostLedger, WindowConfig, WindowStore, Watermarks};
+use crate::window::{Admission, CostLedger, Watermarks, WindowConfig, WindowStore};
 
 /// Topics the tracker reads and writes.
 #[derive(Debug, Clone)]
@@ -97,6 +97,9 @@ pub struct RunSummary {
 
 type PartitionKey = (String, i32);
 
+/// How long `--until-caught-up` waits for more input after reaching the high watermarks.
+const QUIET_PERIOD: Duration = Duration::from_secs(1);
+
 /// The running pipeline's state outside the accountant.
 struct Pipeline {
     config: PipelineConfig,
@@ -113,7 +116,10 @@ struct Pipeline {
 
 /// Runs the tracker until `shutdown` resolves (or, in `until_caught_up` mode, until the input
 /// available at start is processed), then flushes and commits.
-pub async fn run(config: PipelineConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<RunSummary> {
+pub async fn run(
+    config: PipelineConfig,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<RunSummary> {
     let topics = &config.topics;
     let specs = [
         TopicSpec::new(&topics.usage_events, topics.partitions, topics.replication),
@@ -121,27 +127,49 @@ pub async fn run(config: PipelineConfig, shutdown: impl Future<Output = ()>) -> 
         TopicSpec::new(&topics.usage_records, topics.partitions, topics.replication).compacted(),
         TopicSpec::new(&topics.dead_letters, topics.partitions, topics.replication),
     ];
-    let created = config.kafka.ensure_topics(&specs).await.context("creating topics")?;
+    let created = config
+        .kafka
+        .ensure_topics(&specs)
+        .await
+        .context("creating topics")?;
     if !created.is_empty() {
         info!(?created, "created topics");
     }
-    let postgres = PostgresSink::connect(&config.database_url).await.context("connecting to Postgres")?;
-    let restored = postgres.restore().await.context("restoring the last checkpoint")?;
+    let postgres = PostgresSink::connect(&config.database_url)
+        .await
+        .context("connecting to Postgres")?;
+    let restored = postgres
+        .restore()
+        .await
+        .context("restoring the last checkpoint")?;
     let consumer = assign_inputs(&config, &restored).await?;
-    let targets = if config.until_caught_up { Some(high_watermarks(&consumer)?) } else { None };
+    let targets = if config.until_caught_up {
+        Some(high_watermarks(&consumer)?)
+    } else {
+        None
+    };
 
     let mut pipeline = Pipeline::new(config, postgres, restored)?;
     tokio::pin!(shutdown);
     let mut last_checkpoint = Instant::now();
+    let mut last_message = Instant::now();
     loop {
-        if targets.as_ref().is_some_and(|t| pipeline.caught_up(t)) {
+        // Broker quirk (Tansu 0.6): the reported high watermark can be the base offset of the
+        // last batch + 1, i.e. short of the real end. So "caught up" also needs a quiet period
+        // with no message; on Apache Kafka this only adds QUIET_PERIOD at the end of a run.
+        if targets.as_ref().is_some_and(|t| pipeline.caught_up(t))
+            && last_message.elapsed() >= QUIET_PERIOD
+        {
             break;
         }
         let next = tokio::time::timeout(Duration::from_millis(200), consumer.recv());
         tokio::select! {
             _ = &mut shutdown => { info!("shutting down"); break; }
             received = next => match received {
-                Ok(Ok(message)) => pipeline.process(&message).await,
+                Ok(Ok(message)) => {
+                    pipeline.process(&message).await;
+                    last_message = Instant::now();
+                }
                 Ok(Err(error)) => { warn!(%error, "consumer error"); tokio::time::sleep(Duration::from_millis(500)).await; }
                 Err(_idle) => {}
             }
@@ -157,7 +185,10 @@ pub async fn run(config: PipelineConfig, shutdown: impl Future<Output = ()>) -> 
 }
 
 /// Assigns every partition of both input topics, at the positions of the last checkpoint.
-async fn assign_inputs(config: &PipelineConfig, restored: &RestoredState) -> anyhow::Result<StreamConsumer> {
+async fn assign_inputs(
+    config: &PipelineConfig,
+    restored: &RestoredState,
+) -> anyhow::Result<StreamConsumer> {
     let consumer: StreamConsumer = config
         .kafka
         .client_config()
@@ -167,8 +198,11 @@ async fn assign_inputs(config: &PipelineConfig, restored: &RestoredState) -> any
         .set("auto.offset.reset", "earliest")
         .create()
         .context("creating the Kafka consumer")?;
-    let saved: BTreeMap<(&str, i32), i64> =
-        restored.positions.iter().map(|p| ((p.topic.as_str(), p.partition), p.next_offset)).collect();
+    let saved: BTreeMap<(&str, i32), i64> = restored
+        .positions
+        .iter()
+        .map(|p| ((p.topic.as_str(), p.partition), p.next_offset))
+        .collect();
     let mut assignment = TopicPartitionList::new();
     for topic in [&config.topics.usage_events, &config.topics.cost_events] {
         let metadata = consumer
@@ -181,7 +215,9 @@ async fn assign_inputs(config: &PipelineConfig, restored: &RestoredState) -> any
             assignment.add_partition_offset(topic, partition.id(), offset)?;
         }
     }
-    consumer.assign(&assignment).context("assigning input partitions")?;
+    consumer
+        .assign(&assignment)
+        .context("assigning input partitions")?;
     Ok(consumer)
 }
 
@@ -190,7 +226,11 @@ fn high_watermarks(consumer: &StreamConsumer) -> anyhow::Result<BTreeMap<Partiti
     let assignment = consumer.assignment()?;
     let mut ends = BTreeMap::new();
     for element in assignment.elements() {
-        let (_, high) = consumer.fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(10))?;
+        let (_, high) = consumer.fetch_watermarks(
+            element.topic(),
+            element.partition(),
+            Duration::from_secs(10),
+        )?;
         ends.insert((element.topic().to_owned(), element.partition()), high);
     }
     Ok(ends)
@@ -203,10 +243,16 @@ fn now_ms() -> EpochMillis {
 }
 
 impl Pipeline {
-    fn new(config: PipelineConfig, postgres: PostgresSink, restored: RestoredState) -> anyhow::Result<Self> {
+    fn new(
+        config: PipelineConfig,
+        postgres: PostgresSink,
+        restored: RestoredState,
+    ) -> anyhow::Result<Self> {
         let mut store = WindowStore::new(config.window);
         for (cluster, start, state) in restored.windows {
-            store.import(&cluster, start, state).map_err(anyhow::Error::msg)?;
+            store
+                .import(&cluster, start, state)
+                .map_err(anyhow::Error::msg)?;
         }
         for (start, key) in restored.seen {
             store.import_seen(start, key);
@@ -268,7 +314,11 @@ impl Pipeline {
             self.process_cost(message).await
         };
         if let Err(rejection) = outcome {
-            *self.summary.dead_letters.entry(rejection.reason.as_str()).or_default() += 1;
+            *self
+                .summary
+                .dead_letters
+                .entry(rejection.reason.as_str())
+                .or_default() += 1;
             warn!(topic, partition = message.partition(), offset = message.offset(), reason = rejection.reason.as_str(), detail = %rejection.detail, "dead letter");
             self.pending_dead_letters.push(DeadLetter {
                 key: message.key().map(<[u8]>::to_vec),
@@ -280,13 +330,19 @@ impl Pipeline {
                 offset: message.offset(),
             });
         }
-        self.positions.insert((topic, message.partition()), message.offset() + 1);
+        self.positions
+            .insert((topic, message.partition()), message.offset() + 1);
     }
 
     async fn process_usage(&mut self, message: &BorrowedMessage<'_>) -> Result<(), Rejection> {
         let event = decode(&self.usage_decoder, message).await?;
         let now = now_ms();
-        let intake = ingest::usage_sample(&event, &self.config.exclusions, now, self.config.window.future_skew_ms)?;
+        let intake = ingest::usage_sample(
+            &event,
+            &self.config.exclusions,
+            now,
+            self.config.window.future_skew_ms,
+        )?;
         let sample = match intake {
             Intake::Accepted(sample) => sample,
             Intake::Excluded(rule) => {
@@ -295,7 +351,8 @@ impl Pipeline {
             }
             Intake::Empty => return Ok(()),
         };
-        self.watermarks.observe(message.topic(), message.partition(), sample.end, now);
+        self.watermarks
+            .observe(message.topic(), message.partition(), sample.end, now);
         match self.accountant.usage(&sample) {
             Admission::Applied => self.summary.usage_applied += 1,
             Admission::AppliedLate => {
@@ -306,7 +363,10 @@ impl Pipeline {
             Admission::TooLate => {
                 return Err(Rejection {
                     reason: DeadLetterReason::TooLate,
-                    detail: format!("interval starting {} is past the retention horizon", sample.start),
+                    detail: format!(
+                        "interval starting {} is past the retention horizon",
+                        sample.start
+                    ),
                 })
             }
         }
@@ -315,14 +375,15 @@ impl Pipeline {
 
     async fn process_cost(&mut self, message: &BorrowedMessage<'_>) -> Result<(), Rejection> {
         let event = decode(&self.cost_decoder, message).await?;
-        let line = match ingest::cost_line(&event, &self.config.exclusions, &self.config.cost_scopes)? {
-            Intake::Accepted(line) => line,
-            Intake::Excluded(rule) => {
-                *self.summary.excluded.entry(rule.as_str()).or_default() += 1;
-                return Ok(());
-            }
-            Intake::Empty => return Ok(()),
-        };
+        let line =
+            match ingest::cost_line(&event, &self.config.exclusions, &self.config.cost_scopes)? {
+                Intake::Accepted(line) => line,
+                Intake::Excluded(rule) => {
+                    *self.summary.excluded.entry(rule.as_str()).or_default() += 1;
+                    return Ok(());
+                }
+                Intake::Empty => return Ok(()),
+            };
         match self.accountant.cost(line) {
             CostAdmission::Applied => self.summary.cost_applied += 1,
             CostAdmission::Unchanged => self.summary.cost_unchanged += 1,
@@ -340,7 +401,10 @@ impl Pipeline {
     /// nothing is dropped.
     async fn checkpoint(&mut self) {
         let window = self.config.window;
-        if let Some(w) = self.watermarks.advance(now_ms(), window.allowed_lateness_ms, window.idle_timeout_ms) {
+        if let Some(w) =
+            self.watermarks
+                .advance(now_ms(), window.allowed_lateness_ms, window.idle_timeout_ms)
+        {
             self.accountant.advance_to(w);
         }
         let checkpoint = self.accountant.take_checkpoint();
@@ -388,7 +452,10 @@ async fn decode<T: crate::standard::StandardRecord>(
     message: &BorrowedMessage<'_>,
 ) -> Result<T, Rejection> {
     let Some(payload) = message.payload() else {
-        return Err(Rejection { reason: DeadLetterReason::NotAvro, detail: "empty payload".into() });
+        return Err(Rejection {
+            reason: DeadLetterReason::NotAvro,
+            detail: "empty payload".into(),
+        });
     };
     let mut backoff = Duration::from_millis(200);
     loop {
@@ -403,9 +470,14 @@ async fn decode<T: crate::standard::StandardRecord>(
                 let reason = match &error {
                     WireError::NotFramed(_) => DeadLetterReason::NotAvro,
                     WireError::Registry(_) => DeadLetterReason::UnknownSchema,
-                    WireError::Incompatible { .. } | WireError::Avro { .. } => DeadLetterReason::IncompatibleSchema,
+                    WireError::Incompatible { .. } | WireError::Avro { .. } => {
+                        DeadLetterReason::IncompatibleSchema
+                    }
                 };
-                return Err(Rejection { reason, detail: error.to_string() });
+                return Err(Rejection {
+                    reason,
+                    detail: error.to_string(),
+                });
             }
         }
     }

@@ -10,9 +10,8 @@ use crate::ingest::DeadLetterReason;
 use crate::measure::{Quantity, Resource, ResourceTotals};
 use crate::standard::{AllocatedCost, EpochMillis, RecordCostStatus, ResourceUsage, UsageRecord};
 use crate::window::{
-    PersistedWindow,
-    Admission, ClusterWindowView, CostLedger, CostLine, LedgerChange, Sample, WindowKey,
-    WindowStore,
+    Admission, ClusterWindowView, CostLedger, CostLine, LedgerChange, PersistedWindow, Sample,
+    WindowKey, WindowStore,
 };
 
 pub use pricing::RateCard;

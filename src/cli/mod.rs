@@ -1,5 +1,8 @@
 //! The `usage-tracker` command line.
 
+mod generate;
+mod report;
+mod run;
 mod schemas;
 
 use std::process::ExitCode;
@@ -17,12 +20,23 @@ pub struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Log filter (tracing env-filter syntax).
-    #[arg(long, global = true, env = "USAGE_TRACKER_LOG", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        env = "USAGE_TRACKER_LOG",
+        default_value = "info,sqlx=warn"
+    )]
     log: String,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the tracker: consume usage and cost events, emit usage records.
+    Run(run::RunArgs),
+    /// Print per-namespace usage and cost for a period.
+    Report(report::ReportArgs),
+    /// Publish synthetic demo input.
+    Generate(generate::GenerateArgs),
     /// Register or check the Usage Tracking Standard's schemas.
     #[command(subcommand)]
     Schemas(schemas::SchemasCommand),
@@ -42,6 +56,9 @@ impl Cli {
     /// Runs the chosen command; the exit code tells the outcome.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
+            Command::Run(args) => args.run().await,
+            Command::Report(args) => args.run().await,
+            Command::Generate(args) => args.run().await,
             Command::Schemas(command) => command.run().await,
         }
     }

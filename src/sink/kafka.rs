@@ -66,7 +66,7 @@ impl KafkaSink {
         dead_letter_topic: &str,
     ) -> anyhow::Result<Self> {
         let producer = kafka
-            .client_config()
+            .producer_config()
             .set("acks", "all")
             .set("linger.ms", "20")
             // The Java client's partitioner, so keys land where other producers put them.
@@ -82,7 +82,10 @@ impl KafkaSink {
 
     /// Key of a record: `<cluster_id>/<namespace>/<window_start>` (compaction keeps the latest).
     pub fn record_key(record: &UsageRecord) -> String {
-        format!("{}/{}/{}", record.cluster_id, record.namespace, record.window_start)
+        format!(
+            "{}/{}/{}",
+            record.cluster_id, record.namespace, record.window_start
+        )
     }
 
     /// Publishes records; returns once the broker acknowledged all of them.
@@ -92,7 +95,9 @@ impl KafkaSink {
             encoded.push((Self::record_key(record), self.encoder.encode(record).await?));
         }
         let sends = encoded.iter().map(|(key, payload)| {
-            let message = FutureRecord::to(&self.records_topic).key(key).payload(payload);
+            let message = FutureRecord::to(&self.records_topic)
+                .key(key)
+                .payload(payload);
             self.send(&self.records_topic, message)
         });
         try_join_all(sends).await.map(drop)
@@ -104,12 +109,28 @@ impl KafkaSink {
             let partition = letter.partition.to_string();
             let offset = letter.offset.to_string();
             let headers = OwnedHeaders::new()
-                .insert(Header { key: "dlq.reason", value: Some(letter.reason.as_str()) })
-                .insert(Header { key: "dlq.error", value: Some(letter.detail.as_str()) })
-                .insert(Header { key: "dlq.topic", value: Some(letter.topic.as_str()) })
-                .insert(Header { key: "dlq.partition", value: Some(partition.as_str()) })
-                .insert(Header { key: "dlq.offset", value: Some(offset.as_str()) });
-            let mut message: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.dead_letter_topic).headers(headers);
+                .insert(Header {
+                    key: "dlq.reason",
+                    value: Some(letter.reason.as_str()),
+                })
+                .insert(Header {
+                    key: "dlq.error",
+                    value: Some(letter.detail.as_str()),
+                })
+                .insert(Header {
+                    key: "dlq.topic",
+                    value: Some(letter.topic.as_str()),
+                })
+                .insert(Header {
+                    key: "dlq.partition",
+                    value: Some(partition.as_str()),
+                })
+                .insert(Header {
+                    key: "dlq.offset",
+                    value: Some(offset.as_str()),
+                });
+            let mut message: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&self.dead_letter_topic).headers(headers);
             if let Some(key) = &letter.key {
                 message = message.key(key.as_slice());
             }
@@ -121,7 +142,11 @@ impl KafkaSink {
         try_join_all(sends).await.map(drop)
     }
 
-    async fn send<K, P>(&self, topic: &str, message: FutureRecord<'_, K, P>) -> Result<(), PublishError>
+    async fn send<K, P>(
+        &self,
+        topic: &str,
+        message: FutureRecord<'_, K, P>,
+    ) -> Result<(), PublishError>
     where
         K: rdkafka::message::ToBytes + ?Sized,
         P: rdkafka::message::ToBytes + ?Sized,
@@ -130,6 +155,9 @@ impl KafkaSink {
             .send(message, Duration::from_secs(30))
             .await
             .map(drop)
-            .map_err(|(source, _)| PublishError::Produce { topic: topic.to_owned(), source })
+            .map_err(|(source, _)| PublishError::Produce {
+                topic: topic.to_owned(),
+                source,
+            })
     }
 }

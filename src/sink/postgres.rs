@@ -11,7 +11,9 @@ use sqlx::{Postgres, Row, Transaction};
 
 use crate::accounting::Checkpoint;
 use crate::measure::Resource;
-use crate::standard::{CostCategory, CostStatus, EpochMillis, RecordCostStatus, UsageRecord, WindowStatus};
+use crate::standard::{
+    CostCategory, CostStatus, EpochMillis, RecordCostStatus, UsageRecord, WindowStatus,
+};
 use crate::window::{CostLine, PersistedWindow};
 
 /// Where one input partition stands.
@@ -63,23 +65,28 @@ impl PostgresSink {
 
     /// Loads the last committed checkpoint.
     pub async fn restore(&self) -> Result<RestoredState, sqlx::Error> {
-        let positions = sqlx::query("SELECT topic, partition, next_offset, max_event_time FROM tracker_offsets")
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|r| PartitionPosition {
-                topic: r.get(0),
-                partition: r.get(1),
-                next_offset: r.get(2),
-                max_event_time: r.get(3),
-            })
-            .collect();
+        let positions = sqlx::query(
+            "SELECT topic, partition, next_offset, max_event_time FROM tracker_offsets",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| PartitionPosition {
+            topic: r.get(0),
+            partition: r.get(1),
+            next_offset: r.get(2),
+            max_event_time: r.get(3),
+        })
+        .collect();
         let watermark = sqlx::query_scalar("SELECT watermark FROM tracker_watermark")
             .fetch_optional(&self.pool)
             .await?
             .flatten();
         let mut windows = Vec::new();
-        for row in sqlx::query("SELECT cluster_id, window_start, state FROM tracker_windows").fetch_all(&self.pool).await? {
+        for row in sqlx::query("SELECT cluster_id, window_start, state FROM tracker_windows")
+            .fetch_all(&self.pool)
+            .await?
+        {
             let state: sqlx::types::Json<PersistedWindow> = row.try_get(2)?;
             windows.push((row.get(0), row.get(1), state.0));
         }
@@ -112,11 +119,21 @@ impl PostgresSink {
             amount: r.get(10),
         })
         .collect();
-        Ok(RestoredState { positions, watermark, windows, seen, cost_lines })
+        Ok(RestoredState {
+            positions,
+            watermark,
+            windows,
+            seen,
+            cost_lines,
+        })
     }
 
     /// Commits a checkpoint and the input positions it covers, atomically.
-    pub async fn commit(&self, checkpoint: &Checkpoint, positions: &[PartitionPosition]) -> Result<(), sqlx::Error> {
+    pub async fn commit(
+        &self,
+        checkpoint: &Checkpoint,
+        positions: &[PartitionPosition],
+    ) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         upsert_records(&mut tx, &checkpoint.records).await?;
         save_windows(&mut tx, &checkpoint.windows).await?;
@@ -140,7 +157,10 @@ fn enum_text<T: serde::Serialize>(value: &T) -> String {
 }
 
 /// One multi-row upsert; an older revision never overwrites a newer one.
-async fn upsert_records(tx: &mut Transaction<'_, Postgres>, records: &[UsageRecord]) -> Result<(), sqlx::Error> {
+async fn upsert_records(
+    tx: &mut Transaction<'_, Postgres>,
+    records: &[UsageRecord],
+) -> Result<(), sqlx::Error> {
     if records.is_empty() {
         return Ok(());
     }
@@ -252,17 +272,30 @@ impl RecordColumns {
         let mut figures = [0.0; 14];
         for (base, resource) in [(0, Resource::Cpu), (5, Resource::Memory)] {
             if let Some(u) = of(resource) {
-                figures[base..base + 5].copy_from_slice(&[u.used, u.requested, u.limit, u.allocated, u.unused]);
+                figures[base..base + 5].copy_from_slice(&[
+                    u.used,
+                    u.requested,
+                    u.limit,
+                    u.allocated,
+                    u.unused,
+                ]);
             }
         }
-        for (at, resource) in [(10, Resource::Storage), (11, Resource::NetworkRx), (12, Resource::NetworkTx), (13, Resource::Gpu)] {
+        for (at, resource) in [
+            (10, Resource::Storage),
+            (11, Resource::NetworkRx),
+            (12, Resource::NetworkTx),
+            (13, Resource::Gpu),
+        ] {
             figures[at] = of(resource).map_or(0.0, |u| u.used);
         }
         for (column, value) in self.figures.iter_mut().zip(figures) {
             column.push(value);
         }
-        self.resources.push(serde_json::to_string(&r.resources).expect("serialisable"));
-        self.costs.push(serde_json::to_string(&r.costs).expect("serialisable"));
+        self.resources
+            .push(serde_json::to_string(&r.resources).expect("serialisable"));
+        self.costs
+            .push(serde_json::to_string(&r.costs).expect("serialisable"));
         self.cost_total.push(r.cost_total_micros);
         self.currency.push(r.currency.clone());
         self.cost_status.push(enum_text(&r.cost_status));
@@ -278,7 +311,10 @@ async fn save_windows(
     }
     let clusters: Vec<String> = windows.iter().map(|w| w.0.to_string()).collect();
     let starts: Vec<i64> = windows.iter().map(|w| w.1).collect();
-    let states: Vec<String> = windows.iter().map(|w| serde_json::to_string(&w.2).expect("serialisable")).collect();
+    let states: Vec<String> = windows
+        .iter()
+        .map(|w| serde_json::to_string(&w.2).expect("serialisable"))
+        .collect();
     sqlx::query(
         "INSERT INTO tracker_windows (cluster_id, window_start, state)
          SELECT c, s, st::jsonb FROM unnest($1::text[], $2::bigint[], $3::text[]) AS t(c, s, st)
@@ -292,7 +328,10 @@ async fn save_windows(
     Ok(())
 }
 
-async fn save_seen(tx: &mut Transaction<'_, Postgres>, seen: &[(EpochMillis, u128)]) -> Result<(), sqlx::Error> {
+async fn save_seen(
+    tx: &mut Transaction<'_, Postgres>,
+    seen: &[(EpochMillis, u128)],
+) -> Result<(), sqlx::Error> {
     if seen.is_empty() {
         return Ok(());
     }
@@ -309,7 +348,10 @@ async fn save_seen(tx: &mut Transaction<'_, Postgres>, seen: &[(EpochMillis, u12
     Ok(())
 }
 
-async fn save_cost_lines(tx: &mut Transaction<'_, Postgres>, lines: &[CostLine]) -> Result<(), sqlx::Error> {
+async fn save_cost_lines(
+    tx: &mut Transaction<'_, Postgres>,
+    lines: &[CostLine],
+) -> Result<(), sqlx::Error> {
     if lines.is_empty() {
         return Ok(());
     }
@@ -342,7 +384,10 @@ async fn save_cost_lines(tx: &mut Transaction<'_, Postgres>, lines: &[CostLine])
     Ok(())
 }
 
-async fn delete_evicted(tx: &mut Transaction<'_, Postgres>, checkpoint: &Checkpoint) -> Result<(), sqlx::Error> {
+async fn delete_evicted(
+    tx: &mut Transaction<'_, Postgres>,
+    checkpoint: &Checkpoint,
+) -> Result<(), sqlx::Error> {
     let evicted = &checkpoint.evicted;
     if !evicted.windows.is_empty() {
         let clusters: Vec<String> = evicted.windows.iter().map(|w| w.0.to_string()).collect();
@@ -435,11 +480,11 @@ pub struct NamespaceTotals {
 }
 
 impl PostgresSink {
-    /// Per-namespace totals of windows starting in `[from, to)`.
+    /// Per-namespace totals of windows starting in `[from, to)` (open bounds when `None`).
     pub async fn namespace_totals(
         &self,
-        from: EpochMillis,
-        to: EpochMillis,
+        from: Option<EpochMillis>,
+        to: Option<EpochMillis>,
         cluster: Option<&str>,
         namespace: Option<&str>,
     ) -> Result<Vec<NamespaceTotals>, sqlx::Error> {
@@ -454,7 +499,8 @@ impl PostgresSink {
                          WHEN bool_or(cost_status = 'estimated') THEN 'estimated'
                          WHEN bool_or(cost_status = 'final') THEN 'final' ELSE 'unpriced' END
              FROM usage_records
-             WHERE window_start >= to_timestamp($1 / 1000.0) AND window_start < to_timestamp($2 / 1000.0)
+             WHERE ($1::bigint IS NULL OR window_start >= to_timestamp($1 / 1000.0))
+               AND ($2::bigint IS NULL OR window_start < to_timestamp($2 / 1000.0))
                AND ($3::text IS NULL OR cluster_id = $3) AND ($4::text IS NULL OR namespace = $4)
              GROUP BY cluster_id, namespace
              ORDER BY cluster_id, (namespace LIKE '\\_\\_%'), namespace",
@@ -484,7 +530,9 @@ impl PostgresSink {
     }
 
     /// The current row of every record, keyed, for comparisons in tests and tools.
-    pub async fn snapshot(&self) -> Result<BTreeMap<(String, String, i64), (String, i64, String, String)>, sqlx::Error> {
+    pub async fn snapshot(
+        &self,
+    ) -> Result<BTreeMap<(String, String, i64), (String, i64, String, String)>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT cluster_id, namespace, (extract(epoch from window_start) * 1000)::bigint, status, revision,
                     resources::text, cost_total::text
@@ -494,14 +542,23 @@ impl PostgresSink {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|r| ((r.get(0), r.get(1), r.get(2)), (r.get(3), r.get(4), r.get(5), r.get(6))))
+            .map(|r| {
+                (
+                    (r.get(0), r.get(1), r.get(2)),
+                    (r.get(3), r.get(4), r.get(5), r.get(6)),
+                )
+            })
             .collect())
     }
 }
 
 /// Parses a window status column.
 pub fn parse_window_status(text: &str) -> WindowStatus {
-    if text == "closed" { WindowStatus::Closed } else { WindowStatus::Open }
+    if text == "closed" {
+        WindowStatus::Closed
+    } else {
+        WindowStatus::Open
+    }
 }
 
 /// Parses a cost status column.
