@@ -3,6 +3,8 @@
 //!
 //! Data flows `ingest -> window -> allocate -> sink`; [`standard`] is the contract on Kafka.
 
+#![warn(missing_docs)]
+
 pub mod accounting;
 pub mod allocate;
 pub mod cli;

@@ -117,7 +117,7 @@ fn table(rows: &[NamespaceTotals]) -> String {
         let mut out = String::new();
         for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
             // Text left, numbers right.
-            if i < 2 || i >= 9 {
+            if !(2..9).contains(&i) {
                 out.push_str(&format!("{cell:<w$}  "));
             } else {
                 out.push_str(&format!("{cell:>w$}  "));

@@ -11,9 +11,7 @@ use sqlx::{Postgres, Row, Transaction};
 
 use crate::accounting::Checkpoint;
 use crate::measure::Resource;
-use crate::standard::{
-    CostCategory, CostStatus, EpochMillis, RecordCostStatus, UsageRecord, WindowStatus,
-};
+use crate::standard::{CostCategory, CostStatus, EpochMillis, UsageRecord};
 use crate::window::{CostLine, PersistedWindow};
 
 /// Where one input partition stands.
@@ -549,23 +547,5 @@ impl PostgresSink {
                 )
             })
             .collect())
-    }
-}
-
-/// Parses a window status column.
-pub fn parse_window_status(text: &str) -> WindowStatus {
-    if text == "closed" {
-        WindowStatus::Closed
-    } else {
-        WindowStatus::Open
-    }
-}
-
-/// Parses a cost status column.
-pub fn parse_cost_status(text: &str) -> RecordCostStatus {
-    match text {
-        "final" => RecordCostStatus::Final,
-        "estimated" => RecordCostStatus::Estimated,
-        _ => RecordCostStatus::Unpriced,
     }
 }
