@@ -87,3 +87,47 @@ pub fn pod_sample(
         ],
     }
 }
+
+/// A new, empty database on the stack's Postgres server; returns its URL.
+pub async fn fresh_database() -> String {
+    use sqlx::Connection;
+    let base = std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL is not set: run `scripts/stack.sh up && . target/stack/env` first");
+    let (server, _) = base
+        .rsplit_once('/')
+        .expect("DATABASE_URL ends with /<database>");
+    let name = unique("ut").replace('-', "_");
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    format!("{server}/{name}")
+}
+
+/// Publishes already-encoded messages, one record per batch (see the Tansu note in
+/// scripts/stack.sh), and waits for every acknowledgement.
+pub async fn publish(kafka: &KafkaConnection, topic: &str, messages: &[(String, Vec<u8>)]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = kafka.producer_config().create().unwrap();
+    let sends = messages.iter().map(|(key, payload)| {
+        producer.send(
+            FutureRecord::to(topic).key(key).payload(payload),
+            std::time::Duration::from_secs(30),
+        )
+    });
+    for result in futures::future::join_all(sends).await {
+        result.map_err(|(e, _)| e).unwrap();
+    }
+}
+
+/// The stack's broker with the local stack's producer settings.
+pub fn kafka_one_record_per_batch() -> KafkaConnection {
+    let mut kafka = kafka();
+    kafka
+        .producer_properties
+        .push(("batch.num.messages".into(), "1".into()));
+    kafka
+}

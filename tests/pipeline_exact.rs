@@ -1,0 +1,426 @@
+//! End to end through the real broker, the registry stand-in and Postgres: a small, hand-made
+//! input whose expected rows are computed here, independently of the tracker's code.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Headers;
+use rdkafka::Message;
+use sqlx::Row;
+use usage_tracker::allocate::AllocationPolicy;
+use usage_tracker::ingest::{ExclusionRules, Exclusions};
+use usage_tracker::kafka::TopicSpec;
+use usage_tracker::pipeline::{self, PipelineConfig, Topics};
+use usage_tracker::standard::wire::{RecordDecoder, RecordEncoder};
+use usage_tracker::standard::{
+    CostCategory, CostEvent, CostStatus, Measurement, MeasurementKind, UsageEvent, UsageRecord,
+    WorkloadSubject,
+};
+use usage_tracker::window::WindowConfig;
+
+const T0: i64 = 1_793_577_600_000; // 2026-11-02T00:00:00Z
+const H: i64 = 3_600_000;
+
+fn usage(
+    id: &str,
+    cluster: &str,
+    namespace: Option<&str>,
+    start: i64,
+    end: i64,
+    m: &[(MeasurementKind, f64)],
+) -> UsageEvent {
+    UsageEvent {
+        specversion: "1.0".into(),
+        id: id.into(),
+        source: "//test/exact".into(),
+        event_type: "io.ferrisdx.usage.v1".into(),
+        time: end,
+        start,
+        end,
+        subject: WorkloadSubject {
+            cluster_id: cluster.into(),
+            namespace: namespace.map(str::to_owned),
+            ..Default::default()
+        },
+        measurements: m
+            .iter()
+            .map(|&(kind, quantity)| Measurement {
+                resource: "cpu".into(),
+                kind,
+                quantity,
+                unit: "core_seconds".into(),
+            })
+            .collect(),
+    }
+}
+
+fn cost(
+    id: &str,
+    provider: &str,
+    cluster: &str,
+    namespace: Option<&str>,
+    start: i64,
+    end: i64,
+    micros: i64,
+    category: CostCategory,
+) -> CostEvent {
+    CostEvent {
+        specversion: "1.0".into(),
+        id: id.into(),
+        source: "//test/bill".into(),
+        event_type: "io.ferrisdx.cost.v1".into(),
+        time: end,
+        revision: 1,
+        provider: provider.into(),
+        billing_account_id: "acct".into(),
+        sub_account_id: None,
+        cluster_id: Some(cluster.into()),
+        namespace: namespace.map(str::to_owned),
+        charge_period_start: start,
+        charge_period_end: end,
+        billed_cost_micros: micros,
+        effective_cost_micros: micros,
+        billing_currency: "EUR".into(),
+        category,
+        cost_status: CostStatus::Final,
+        service_name: None,
+        sku_id: None,
+        resource_id: None,
+        labels: BTreeMap::new(),
+    }
+}
+
+/// Largest-remainder split, written out independently of the tracker's implementation.
+fn split(amount: i64, weights: &[i64]) -> Vec<i64> {
+    let total: i64 = weights.iter().sum();
+    let mut parts: Vec<i64> = weights.iter().map(|w| amount * w / total).collect();
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(amount * weights[i] % total), i));
+    let left = amount - parts.iter().sum::<i64>();
+    for &i in order.iter().take(left as usize) {
+        parts[i] += 1;
+    }
+    parts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_input_gives_exact_rows_in_postgres_and_kafka() {
+    let registry = common::registry().await;
+    let endpoint = common::endpoint(&registry);
+    let kafka = common::kafka_one_record_per_batch();
+    let topics = Topics {
+        usage_events: common::unique("exact-usage"),
+        cost_events: common::unique("exact-cost"),
+        usage_records: common::unique("exact-records"),
+        dead_letters: common::unique("exact-dlq"),
+        partitions: 2,
+        replication: 1,
+    };
+    kafka
+        .ensure_topics(&[
+            TopicSpec::new(&topics.usage_events, 2, 1),
+            TopicSpec::new(&topics.cost_events, 2, 1),
+        ])
+        .await
+        .unwrap();
+
+    use MeasurementKind::*;
+    let events = vec![
+        usage(
+            "node-w0",
+            "c1",
+            None,
+            T0,
+            T0 + H,
+            &[(Capacity, 4.0 * 3600.0)],
+        ),
+        usage(
+            "node-w1",
+            "c1",
+            None,
+            T0 + H,
+            T0 + 2 * H,
+            &[(Capacity, 4.0 * 3600.0)],
+        ),
+        usage(
+            "a-1",
+            "c1",
+            Some("a"),
+            T0,
+            T0 + H,
+            &[(Usage, 3600.0), (Request, 1800.0)],
+        ),
+        usage(
+            "a-1",
+            "c1",
+            Some("a"),
+            T0,
+            T0 + H,
+            &[(Usage, 3600.0), (Request, 1800.0)],
+        ), // resent
+        usage(
+            "b-1",
+            "c1",
+            Some("b"),
+            T0,
+            T0 + H,
+            &[(Usage, 900.0), (Request, 3600.0)],
+        ),
+        usage(
+            "a-cross",
+            "c1",
+            Some("a"),
+            T0 + H - 30_000,
+            T0 + H + 30_000,
+            &[(Usage, 60.0)],
+        ),
+        usage(
+            "b-2",
+            "c1",
+            Some("b"),
+            T0 + H,
+            T0 + 2 * H,
+            &[(Usage, 1800.0), (Request, 1800.0)],
+        ),
+        usage(
+            "dbx-1",
+            "databricks",
+            Some("jobs"),
+            T0,
+            T0 + H,
+            &[(Usage, 99_999.0)],
+        ),
+        usage("a-bad", "c1", Some("a"), T0, T0 + H, &[(Usage, -5.0)]),
+        usage(
+            "a-late-marker",
+            "c1",
+            Some("a"),
+            T0 + 2 * H + 20 * 60_000,
+            T0 + 2 * H + 21 * 60_000,
+            &[(Usage, 60.0)],
+        ),
+    ];
+    let costs = vec![
+        cost(
+            "compute",
+            "gcp",
+            "c1",
+            None,
+            T0,
+            T0 + 2 * H,
+            20_000_000,
+            CostCategory::Compute,
+        ),
+        cost(
+            "bucket-b",
+            "gcp",
+            "c1",
+            Some("b"),
+            T0,
+            T0 + H,
+            1_000_000,
+            CostCategory::Storage,
+        ),
+        cost(
+            "dbx",
+            "azure",
+            "databricks",
+            None,
+            T0,
+            T0 + H,
+            7_000_000,
+            CostCategory::Compute,
+        ),
+    ];
+    let usage_encoder =
+        RecordEncoder::<UsageEvent>::new(endpoint.sr_settings().unwrap(), &topics.usage_events);
+    let mut messages = Vec::new();
+    for e in &events {
+        messages.push((
+            e.subject.cluster_id.clone(),
+            usage_encoder.encode(e).await.unwrap(),
+        ));
+    }
+    messages.push(("c1".into(), br#"{"kubernetes":{"namespace":"a"}}"#.to_vec()));
+    common::publish(&kafka, &topics.usage_events, &messages).await;
+    let cost_encoder =
+        RecordEncoder::<CostEvent>::new(endpoint.sr_settings().unwrap(), &topics.cost_events);
+    let mut messages = Vec::new();
+    for c in &costs {
+        messages.push(("c1".into(), cost_encoder.encode(c).await.unwrap()));
+    }
+    common::publish(&kafka, &topics.cost_events, &messages).await;
+
+    let database_url = common::fresh_database().await;
+    let config = PipelineConfig {
+        kafka: kafka.clone(),
+        registry: endpoint.clone(),
+        database_url: database_url.clone(),
+        topics: topics.clone(),
+        window: WindowConfig::default(),
+        policy: AllocationPolicy::default(),
+        rate_card: None,
+        exclusions: Exclusions::new(ExclusionRules {
+            cluster_ids: vec!["databricks".into()],
+            providers: vec!["azure".into()],
+            ..Default::default()
+        })
+        .unwrap(),
+        cost_scopes: vec![],
+        checkpoint_interval: Duration::from_millis(300),
+        until_caught_up: true,
+    };
+    let summary = pipeline::run(config, std::future::pending()).await.unwrap();
+    assert_eq!(summary.duplicates, 1);
+    assert_eq!(
+        summary.excluded.values().sum::<u64>(),
+        2,
+        "{:?}",
+        summary.excluded
+    );
+    assert_eq!(
+        summary.dead_letters,
+        BTreeMap::from([("invalid_event", 1), ("not_avro", 1)])
+    );
+
+    // Expected figures, from the input above.
+    // w0: allocated cpu a = max(1800, 3600 + 30) = 3630, b = max(3600, 900) = 3600, idle = 14400 - 7230.
+    // w1: a = 30 (no request), b = 1800, idle = 14400 - 1830. The compute bill is 10 EUR per hour.
+    let w0 = split(10_000_000, &[3630, 3600, 14_400 - 7230]);
+    let w1 = split(10_000_000, &[30, 1800, 14_400 - 1830]);
+    let expected: BTreeMap<(&str, i64), (&str, f64, f64, i64)> = BTreeMap::from([
+        (("a", T0), ("closed", 3630.0, 3630.0, w0[0])),
+        (("b", T0), ("closed", 900.0, 3600.0, w0[1] + 1_000_000)),
+        (("__idle__", T0), ("closed", 0.0, 7170.0, w0[2])),
+        (("a", T0 + H), ("closed", 30.0, 30.0, w1[0])),
+        (("b", T0 + H), ("closed", 1800.0, 1800.0, w1[1])),
+        (("__idle__", T0 + H), ("closed", 0.0, 12_570.0, w1[2])),
+        (("a", T0 + 2 * H), ("open", 60.0, 60.0, 0)),
+    ]);
+
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    let rows = sqlx::query(
+        "SELECT namespace, (extract(epoch from window_start) * 1000)::bigint, status, cpu_used_core_seconds,
+                cpu_allocated_core_seconds, (cost_total * 1000000)::bigint, cluster_id FROM usage_records ORDER BY 1, 2",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let actual: BTreeMap<(String, i64), (String, f64, f64, i64)> = rows
+        .iter()
+        .map(|r| {
+            assert_eq!(
+                r.get::<String, _>(6),
+                "c1",
+                "nothing of the excluded cluster is accounted"
+            );
+            (
+                (r.get(0), r.get(1)),
+                (r.get(2), r.get(3), r.get(4), r.get(5)),
+            )
+        })
+        .collect();
+    let expected_owned: BTreeMap<(String, i64), (String, f64, f64, i64)> = expected
+        .iter()
+        .map(|((n, w), (s, u, a, c))| ((n.to_string(), *w), (s.to_string(), *u, *a, *c)))
+        .collect();
+    assert_eq!(actual, expected_owned);
+    let billed: i64 = actual.values().map(|v| v.3).sum();
+    assert_eq!(
+        billed, 21_000_000,
+        "every micro of the c1 bills is allocated exactly once"
+    );
+
+    // Kafka: the highest revision per key carries the same figures as Postgres.
+    let latest = latest_records(&kafka, &endpoint, &topics.usage_records, expected.len()).await;
+    for ((namespace, window_start), (status, _, _, cost_micros)) in &expected_owned {
+        let record = &latest[&format!("c1/{namespace}/{window_start}")];
+        assert_eq!(
+            record.cost_total_micros, *cost_micros,
+            "{namespace} {window_start}"
+        );
+        assert_eq!(serde_json::to_value(record.window_status).unwrap(), *status);
+    }
+
+    // Dead letters keep the original bytes and say why.
+    let reasons = dead_letter_reasons(&kafka, &topics.dead_letters, 2).await;
+    assert_eq!(
+        reasons,
+        vec!["invalid_event".to_string(), "not_avro".to_string()]
+    );
+}
+
+async fn consumer(kafka: &usage_tracker::kafka::KafkaConnection, topic: &str) -> StreamConsumer {
+    let consumer: StreamConsumer = kafka
+        .client_config()
+        .set("group.id", common::unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    consumer
+}
+
+/// Reads the records topic until every expected key is present; keeps the highest revision.
+async fn latest_records(
+    kafka: &usage_tracker::kafka::KafkaConnection,
+    endpoint: &usage_tracker::standard::registry::RegistryEndpoint,
+    topic: &str,
+    keys: usize,
+) -> BTreeMap<String, UsageRecord> {
+    let consumer = consumer(kafka, topic).await;
+    let decoder = RecordDecoder::<UsageRecord>::new(endpoint.sr_settings().unwrap());
+    let mut latest: BTreeMap<String, UsageRecord> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let wait = tokio::time::timeout(Duration::from_secs(3), consumer.recv()).await;
+        match wait {
+            Ok(message) => {
+                let message = message.unwrap();
+                let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
+                let record = decoder.decode(message.payload().unwrap()).await.unwrap();
+                if latest
+                    .get(&key)
+                    .is_none_or(|r| r.revision < record.revision)
+                {
+                    latest.insert(key, record);
+                }
+            }
+            Err(_) if latest.len() >= keys => return latest,
+            Err(_) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {keys} keys arrived",
+                latest.len()
+            ),
+        }
+    }
+}
+
+async fn dead_letter_reasons(
+    kafka: &usage_tracker::kafka::KafkaConnection,
+    topic: &str,
+    count: usize,
+) -> Vec<String> {
+    let consumer = consumer(kafka, topic).await;
+    let mut reasons = Vec::new();
+    while reasons.len() < count {
+        let message = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(message.payload().is_some(), "the original payload is kept");
+        let headers = message.headers().unwrap();
+        let reason = headers
+            .iter()
+            .find(|h| h.key == "dlq.reason")
+            .and_then(|h| h.value)
+            .unwrap();
+        reasons.push(String::from_utf8(reason.to_vec()).unwrap());
+    }
+    reasons.sort();
+    reasons
+}
