@@ -6,7 +6,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 use rdkafka::Message;
 use sqlx::Row;
@@ -14,10 +13,9 @@ use usage_tracker::allocate::AllocationPolicy;
 use usage_tracker::ingest::{ExclusionRules, Exclusions};
 use usage_tracker::kafka::TopicSpec;
 use usage_tracker::pipeline::{self, PipelineConfig, Topics};
-use usage_tracker::standard::wire::{RecordDecoder, RecordEncoder};
+use usage_tracker::standard::wire::RecordEncoder;
 use usage_tracker::standard::{
-    CostCategory, CostEvent, CostStatus, Measurement, MeasurementKind, UsageEvent, UsageRecord,
-    WorkloadSubject,
+    CostCategory, CostEvent, CostStatus, Measurement, MeasurementKind, UsageEvent, WorkloadSubject,
 };
 use usage_tracker::window::WindowConfig;
 
@@ -335,7 +333,8 @@ async fn known_input_gives_exact_rows_in_postgres_and_kafka() {
     );
 
     // Kafka: the highest revision per key carries the same figures as Postgres.
-    let latest = latest_records(&kafka, &endpoint, &topics.usage_records, expected.len()).await;
+    let latest =
+        common::latest_records(&kafka, &endpoint, &topics.usage_records, expected.len()).await;
     for ((namespace, window_start), (status, _, _, cost_micros)) in &expected_owned {
         let record = &latest[&format!("c1/{namespace}/{window_start}")];
         assert_eq!(
@@ -353,59 +352,12 @@ async fn known_input_gives_exact_rows_in_postgres_and_kafka() {
     );
 }
 
-async fn consumer(kafka: &usage_tracker::kafka::KafkaConnection, topic: &str) -> StreamConsumer {
-    let consumer: StreamConsumer = kafka
-        .client_config()
-        .set("group.id", common::unique("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    consumer
-}
-
-/// Reads the records topic until every expected key is present; keeps the highest revision.
-async fn latest_records(
-    kafka: &usage_tracker::kafka::KafkaConnection,
-    endpoint: &usage_tracker::standard::registry::RegistryEndpoint,
-    topic: &str,
-    keys: usize,
-) -> BTreeMap<String, UsageRecord> {
-    let consumer = consumer(kafka, topic).await;
-    let decoder = RecordDecoder::<UsageRecord>::new(endpoint.sr_settings().unwrap());
-    let mut latest: BTreeMap<String, UsageRecord> = BTreeMap::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let wait = tokio::time::timeout(Duration::from_secs(3), consumer.recv()).await;
-        match wait {
-            Ok(message) => {
-                let message = message.unwrap();
-                let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
-                let record = decoder.decode(message.payload().unwrap()).await.unwrap();
-                if latest
-                    .get(&key)
-                    .is_none_or(|r| r.revision < record.revision)
-                {
-                    latest.insert(key, record);
-                }
-            }
-            Err(_) if latest.len() >= keys => return latest,
-            Err(_) => assert!(
-                tokio::time::Instant::now() < deadline,
-                "only {} of {keys} keys arrived",
-                latest.len()
-            ),
-        }
-    }
-}
-
 async fn dead_letter_reasons(
     kafka: &usage_tracker::kafka::KafkaConnection,
     topic: &str,
     count: usize,
 ) -> Vec<String> {
-    let consumer = consumer(kafka, topic).await;
+    let consumer = common::consumer(kafka, topic).await;
     let mut reasons = Vec::new();
     while reasons.len() < count {
         let message = tokio::time::timeout(Duration::from_secs(60), consumer.recv())

@@ -4,9 +4,14 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::Message;
 use registry_standin::RunningRegistry;
+use std::time::Duration;
 use usage_tracker::kafka::KafkaConnection;
 use usage_tracker::standard::registry::RegistryEndpoint;
+use usage_tracker::standard::wire::RecordDecoder;
+use usage_tracker::standard::UsageRecord;
 use usage_tracker::standard::{Measurement, MeasurementKind, UsageEvent, WorkloadSubject};
 
 /// A fresh, empty registry stand-in on an ephemeral port.
@@ -130,4 +135,55 @@ pub fn kafka_one_record_per_batch() -> KafkaConnection {
         .producer_properties
         .push(("batch.num.messages".into(), "1".into()));
     kafka
+}
+
+/// A consumer of `topic` from its beginning, in a group of its own.
+pub async fn consumer(
+    kafka: &usage_tracker::kafka::KafkaConnection,
+    topic: &str,
+) -> StreamConsumer {
+    let consumer: StreamConsumer = kafka
+        .client_config()
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    consumer
+}
+
+/// Reads the records topic until every expected key is present; keeps the highest revision.
+pub async fn latest_records(
+    kafka: &usage_tracker::kafka::KafkaConnection,
+    endpoint: &usage_tracker::standard::registry::RegistryEndpoint,
+    topic: &str,
+    keys: usize,
+) -> BTreeMap<String, UsageRecord> {
+    let consumer = consumer(kafka, topic).await;
+    let decoder = RecordDecoder::<UsageRecord>::new(endpoint.sr_settings().unwrap());
+    let mut latest: BTreeMap<String, UsageRecord> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let wait = tokio::time::timeout(Duration::from_secs(3), consumer.recv()).await;
+        match wait {
+            Ok(message) => {
+                let message = message.unwrap();
+                let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
+                let record = decoder.decode(message.payload().unwrap()).await.unwrap();
+                if latest
+                    .get(&key)
+                    .is_none_or(|r| r.revision < record.revision)
+                {
+                    latest.insert(key, record);
+                }
+            }
+            Err(_) if latest.len() >= keys => return latest,
+            Err(_) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {keys} keys arrived",
+                latest.len()
+            ),
+        }
+    }
 }
