@@ -99,6 +99,8 @@ type PartitionKey = (String, i32);
 
 /// How long `--until-caught-up` waits for more input after reaching the high watermarks.
 const QUIET_PERIOD: Duration = Duration::from_secs(1);
+/// The longest `--until-caught-up` keeps reading after reaching the high watermarks.
+const CATCH_UP_GRACE: Duration = Duration::from_secs(10);
 
 /// The running pipeline's state outside the accountant.
 struct Pipeline {
@@ -153,14 +155,19 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut last_checkpoint = Instant::now();
     let mut last_message = Instant::now();
+    let mut reached_targets: Option<Instant> = None;
     loop {
         // Broker quirk (Tansu 0.6): the reported high watermark can be the base offset of the
-        // last batch + 1, i.e. short of the real end. So "caught up" also needs a quiet period
-        // with no message; on Apache Kafka this only adds QUIET_PERIOD at the end of a run.
-        if targets.as_ref().is_some_and(|t| pipeline.caught_up(t))
-            && last_message.elapsed() >= QUIET_PERIOD
-        {
-            break;
+        // last batch + 1, i.e. short of the real end. So "caught up" also waits for a quiet
+        // period with no message (at most CATCH_UP_GRACE once the targets are reached, so steady
+        // input cannot keep a CronJob running). On Apache Kafka this only adds a second.
+        if let Some(t) = &targets {
+            if pipeline.caught_up(t) {
+                let since = *reached_targets.get_or_insert_with(Instant::now);
+                if last_message.elapsed() >= QUIET_PERIOD || since.elapsed() >= CATCH_UP_GRACE {
+                    break;
+                }
+            }
         }
         let next = tokio::time::timeout(Duration::from_millis(200), consumer.recv());
         tokio::select! {

@@ -179,10 +179,15 @@ impl Accountant {
             .map(|(n, t)| (n.as_ref(), *t))
             .collect();
         let mut charges = self.ledger.charges(view.cluster_id, view.window_start);
-        if charges.is_empty() {
-            if let Some(card) = &self.rate_card {
-                charges = card.estimate(&usage, view.capacity);
-            }
+        if let Some(card) = &self.rate_card {
+            // Estimates only for the categories no bill line covers yet.
+            let billed: Vec<_> = charges.iter().map(|c| c.category).collect();
+            let estimates = card.estimate(&usage, view.capacity);
+            charges.extend(
+                estimates
+                    .into_iter()
+                    .filter(|e| !billed.contains(&e.category)),
+            );
         }
         let window = ClusterWindow {
             namespaces: &usage,
@@ -291,4 +296,259 @@ fn content_digest(record: &UsageRecord) -> u64 {
 /// is a duplicate, which is counted in metrics only).
 pub fn rejection_of(admission: Admission) -> Option<DeadLetterReason> {
     matches!(admission, Admission::TooLate).then_some(DeadLetterReason::TooLate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::allocate::AllocationPolicy;
+    use crate::standard::{CostCategory, CostStatus, MeasurementKind, WindowStatus};
+    use crate::window::WindowConfig;
+    use proptest::prelude::*;
+
+    const H: i64 = 3_600_000;
+
+    fn accountant(rate_card: Option<RateCard>) -> Accountant {
+        let config = WindowConfig::default();
+        Accountant::new(
+            WindowStore::new(config),
+            CostLedger::new(config.spec),
+            CostAllocator::new(AllocationPolicy::default()),
+            rate_card,
+        )
+    }
+
+    fn sample(
+        key: u128,
+        namespace: Option<&str>,
+        start: i64,
+        end: i64,
+        q: &[(MeasurementKind, f64)],
+    ) -> Sample {
+        Sample {
+            dedup_key: key,
+            cluster_id: Arc::from("c"),
+            cluster_name: None,
+            namespace: namespace.map(Arc::from),
+            start,
+            end,
+            quantities: q
+                .iter()
+                .map(|&(kind, units)| (Resource::Cpu, kind, Quantity::from_units(units).unwrap()))
+                .collect(),
+        }
+    }
+
+    fn bill(revision: i64, amount: i64) -> CostLine {
+        CostLine {
+            source: "//bill".into(),
+            id: "compute-w0".into(),
+            revision,
+            cluster_id: "c".into(),
+            namespace: None,
+            category: CostCategory::Compute,
+            status: CostStatus::Final,
+            currency: "EUR".into(),
+            start: 0,
+            end: H,
+            amount,
+        }
+    }
+
+    fn find<'a>(records: &'a [UsageRecord], namespace: &str) -> &'a UsageRecord {
+        records
+            .iter()
+            .find(|r| r.namespace == namespace)
+            .unwrap_or_else(|| panic!("no {namespace} in {records:?}"))
+    }
+
+    #[test]
+    fn estimates_become_final_revisions_and_corrections_replace() {
+        use MeasurementKind::*;
+        let card = RateCard {
+            currency: "EUR".into(),
+            cpu_core_hour_micros: 36_000,
+            memory_gib_hour_micros: 0,
+            storage_gib_hour_micros: 0,
+        };
+        let mut books = accountant(Some(card));
+        assert_eq!(
+            books.usage(&sample(1, None, 0, H, &[(Capacity, 7200.0)])),
+            Admission::Applied
+        );
+        assert_eq!(
+            books.usage(&sample(
+                2,
+                Some("a"),
+                0,
+                H,
+                &[(Usage, 3600.0), (Request, 1800.0)]
+            )),
+            Admission::Applied
+        );
+        assert_eq!(
+            books.usage(&sample(2, Some("a"), 0, H, &[(Usage, 3600.0)])),
+            Admission::Duplicate
+        );
+
+        // Rate card: 2 core-hours of capacity at 0.036 EUR, half of it allocated to `a`.
+        let first = books.take_checkpoint().records;
+        let a = find(&first, "a");
+        assert_eq!(
+            (a.revision, a.window_status, a.cost_status),
+            (1, WindowStatus::Open, RecordCostStatus::Estimated)
+        );
+        assert_eq!(
+            (a.cost_total_micros, find(&first, IDLE).cost_total_micros),
+            (36_000, 36_000)
+        );
+        assert!(
+            books.take_checkpoint().records.is_empty(),
+            "nothing changed, nothing emitted"
+        );
+
+        books.advance_to(H + 1);
+        let closed = books.take_checkpoint().records;
+        assert_eq!(
+            (
+                find(&closed, "a").revision,
+                find(&closed, "a").window_status
+            ),
+            (2, WindowStatus::Closed)
+        );
+
+        // The real bill replaces the estimate ...
+        assert_eq!(books.cost(bill(1, 100_000)), CostAdmission::Applied);
+        let billed = books.take_checkpoint().records;
+        let a = find(&billed, "a");
+        assert_eq!(
+            (a.revision, a.cost_status, a.cost_total_micros),
+            (3, RecordCostStatus::Final, 50_000)
+        );
+        assert_eq!(
+            a.costs.len(),
+            1,
+            "no estimate left once the category is billed"
+        );
+
+        // ... a correction replaces the bill, a replay changes nothing.
+        assert_eq!(books.cost(bill(2, 80_000)), CostAdmission::Applied);
+        assert_eq!(
+            find(&books.take_checkpoint().records, "a").cost_total_micros,
+            40_000
+        );
+        assert_eq!(books.cost(bill(2, 80_000)), CostAdmission::Unchanged);
+        assert!(books.take_checkpoint().records.is_empty());
+
+        // Late usage for the closed window is merged into new revisions of what it changes:
+        // `b` takes a quarter of the capacity from idle; `a`'s share is unchanged, so `a` is not
+        // emitted again.
+        assert_eq!(
+            books.usage(&sample(3, Some("b"), 0, H, &[(Usage, 1800.0)])),
+            Admission::AppliedLate
+        );
+        let late = books.take_checkpoint().records;
+        assert!(late.iter().all(|r| r.namespace != "a"), "{late:?}");
+        assert_eq!(
+            (
+                find(&late, "b").revision,
+                find(&late, "b").cost_total_micros
+            ),
+            (1, 20_000)
+        );
+        assert_eq!(
+            (
+                find(&late, IDLE).revision,
+                find(&late, IDLE).cost_total_micros
+            ),
+            (5, 20_000)
+        );
+
+        // Past retention it is too late.
+        books.advance_to(H + WindowConfig::default().retention_ms + 1);
+        assert_eq!(
+            books.usage(&sample(4, Some("b"), 0, H, &[(Usage, 1.0)])),
+            Admission::TooLate
+        );
+        assert_eq!(books.cost(bill(3, 1)), CostAdmission::TooLate);
+    }
+
+    /// Final figures of every record, without revisions.
+    fn figures(checkpoints: Vec<Checkpoint>) -> BTreeMap<(String, i64), (String, i64)> {
+        let mut latest = BTreeMap::new();
+        for record in checkpoints.into_iter().flat_map(|c| c.records) {
+            let resources = serde_json::to_string(&record.resources).unwrap();
+            latest.insert(
+                (record.namespace, record.window_start),
+                (resources, record.cost_total_micros),
+            );
+        }
+        latest
+    }
+
+    use std::collections::BTreeMap;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The same input in any order, cut into checkpoints anywhere, with resends, gives the
+        /// same final records; and every bill is allocated to the micro.
+        #[test]
+        fn order_batching_and_duplicates_do_not_change_the_result(
+            events in prop::collection::vec((0u8..4, 0i64..(3 * H), 1i64..(2 * H), 0u32..5000, 0u32..5000), 1..40),
+            bills in prop::collection::vec((0i64..(3 * H), 1i64..(3 * H), -5_000i64..5_000_000), 0..4),
+            seed in any::<u64>(),
+            cuts in prop::collection::vec(any::<bool>(), 40),
+        ) {
+            use MeasurementKind::*;
+            let samples: Vec<Sample> = events
+                .iter()
+                .enumerate()
+                .map(|(i, &(ns, start, len, used, requested))| {
+                    let namespace = ["a", "b", "c", "d"][ns as usize];
+                    sample(i as u128, Some(namespace), start, start + len, &[(Usage, f64::from(used)), (Request, f64::from(requested))])
+                })
+                .chain([sample(999, None, 0, 4 * H, &[(Capacity, 4.0 * 4.0 * 3600.0)])])
+                .collect();
+            let lines: Vec<CostLine> = bills
+                .iter()
+                .enumerate()
+                .map(|(i, &(start, len, amount))| CostLine { id: format!("line-{i}"), start, end: start + len, amount, ..bill(1, 0) })
+                .collect();
+
+            let run = |order: &[usize], cut: &dyn Fn(usize) -> bool| {
+                let mut books = accountant(None);
+                let mut checkpoints = Vec::new();
+                for (step, &i) in order.iter().enumerate() {
+                    books.usage(&samples[i]);
+                    if cut(step) {
+                        checkpoints.push(books.take_checkpoint());
+                    }
+                }
+                for line in &lines {
+                    books.cost(line.clone());
+                }
+                books.advance_to(10 * H);
+                checkpoints.push(books.take_checkpoint());
+                figures(checkpoints)
+            };
+            let in_order: Vec<usize> = (0..samples.len()).collect();
+            let mut shuffled = in_order.clone();
+            let mut state = seed;
+            for i in (1..shuffled.len()).rev() {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                shuffled.swap(i, (state >> 33) as usize % (i + 1));
+            }
+            // Every event sent twice.
+            let twice: Vec<usize> = shuffled.iter().chain(in_order.iter()).copied().collect();
+
+            let reference = run(&in_order, &|_| false);
+            prop_assert_eq!(&run(&shuffled, &|step| cuts[step % cuts.len()]), &reference);
+            prop_assert_eq!(&run(&twice, &|step| step % 3 == 0), &reference);
+
+            let allocated: i64 = reference.values().map(|v| v.1).sum();
+            let billed: i64 = lines.iter().map(|l| l.amount).sum();
+            prop_assert_eq!(allocated, billed);
+        }
+    }
 }
