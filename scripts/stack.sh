@@ -62,6 +62,10 @@ start_postgres() {
 
 start_broker() {
   alive tansu && return
+  if port_open "$kafka_port"; then
+    log "port $kafka_port is already served (a broker started elsewhere?); using it"
+    return
+  fi
   local engine=memory://tansu/
   [ "$storage" = sqlite ] && engine="sqlite://$dir/tansu.db"
   log "starting tansu on 127.0.0.1:$kafka_port ($engine)"
@@ -75,6 +79,10 @@ start_broker() {
 
 start_registry() {
   alive registry && return
+  if port_open "$registry_port"; then
+    log "port $registry_port is already served (a registry started elsewhere?); using it"
+    return
+  fi
   cargo build --quiet -p registry-standin
   log "starting the schema registry stand-in on 127.0.0.1:$registry_port"
   nohup "$root/target/debug/registry-standin" --listen "127.0.0.1:$registry_port" >"$dir/registry.log" 2>&1 &
