@@ -34,6 +34,16 @@ CREATE TABLE usage_records (
 );
 CREATE INDEX usage_records_window ON usage_records (window_start);
 
+-- Checkpoint state is sharded by slot = input partition number (usage and cost topics are
+-- co-partitioned by cluster id). An instance owns a slot while its consumer-group assignment
+-- holds that partition; `epoch` fences a previous owner's late commits.
+CREATE TABLE tracker_slots (
+    slot        integer PRIMARY KEY,
+    epoch       bigint  NOT NULL,
+    owner       text    NOT NULL,
+    watermark   bigint
+);
+
 CREATE TABLE tracker_offsets (
     topic           text    NOT NULL,
     partition       integer NOT NULL,
@@ -42,35 +52,33 @@ CREATE TABLE tracker_offsets (
     PRIMARY KEY (topic, partition)
 );
 
-CREATE TABLE tracker_watermark (
-    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    watermark   bigint
-);
-
 CREATE TABLE tracker_windows (
-    cluster_id      text   NOT NULL,
-    window_start    bigint NOT NULL,
-    state           jsonb  NOT NULL,
-    PRIMARY KEY (cluster_id, window_start)
+    slot            integer NOT NULL,
+    cluster_id      text    NOT NULL,
+    window_start    bigint  NOT NULL,
+    state           jsonb   NOT NULL,
+    PRIMARY KEY (slot, cluster_id, window_start)
 );
 
 CREATE TABLE tracker_seen_events (
-    window_start    bigint NOT NULL,
-    dedup_key       bytea  NOT NULL,
-    PRIMARY KEY (window_start, dedup_key)
+    slot            integer NOT NULL,
+    window_start    bigint  NOT NULL,
+    dedup_key       bytea   NOT NULL,
+    PRIMARY KEY (slot, window_start, dedup_key)
 );
 
 CREATE TABLE tracker_cost_lines (
-    source          text   NOT NULL,
-    id              text   NOT NULL,
-    revision        bigint NOT NULL,
-    cluster_id      text   NOT NULL,
+    slot            integer NOT NULL,
+    source          text    NOT NULL,
+    id              text    NOT NULL,
+    revision        bigint  NOT NULL,
+    cluster_id      text    NOT NULL,
     namespace       text,
-    category        text   NOT NULL,
-    status          text   NOT NULL,
-    currency        text   NOT NULL,
-    period_start    bigint NOT NULL,
-    period_end      bigint NOT NULL,
-    amount_micros   bigint NOT NULL,
-    PRIMARY KEY (source, id)
+    category        text    NOT NULL,
+    status          text    NOT NULL,
+    currency        text    NOT NULL,
+    period_start    bigint  NOT NULL,
+    period_end      bigint  NOT NULL,
+    amount_micros   bigint  NOT NULL,
+    PRIMARY KEY (slot, source, id)
 );

@@ -98,6 +98,9 @@ write_env() {
 [kafka.producer_properties]
 "batch.num.messages" = "1"
 
+[kafka.consumer_properties]
+"session.timeout.ms" = "6000"
+
 [pipeline]
 checkpoint_interval = "2s"
 TOML

@@ -54,6 +54,10 @@ pub struct KafkaSettings {
     pub properties: BTreeMap<String, String>,
     /// librdkafka properties for producers only.
     pub producer_properties: BTreeMap<String, String>,
+    /// librdkafka properties for the tracker's consumer only.
+    pub consumer_properties: BTreeMap<String, String>,
+    /// Consumer group shared by every instance of the tracker.
+    pub group_id: String,
 }
 
 impl Default for KafkaSettings {
@@ -62,6 +66,8 @@ impl Default for KafkaSettings {
             bootstrap_servers: "127.0.0.1:9092".into(),
             properties: BTreeMap::new(),
             producer_properties: BTreeMap::new(),
+            consumer_properties: BTreeMap::new(),
+            group_id: "usage-tracker".into(),
         }
     }
 }
@@ -239,6 +245,7 @@ impl Settings {
             bootstrap_servers: self.kafka.bootstrap_servers.clone(),
             properties: self.kafka.properties.clone().into_iter().collect(),
             producer_properties: self.kafka.producer_properties.clone().into_iter().collect(),
+            consumer_properties: self.kafka.consumer_properties.clone().into_iter().collect(),
         }
     }
 
@@ -303,6 +310,7 @@ impl Settings {
         let t = &self.topics;
         Ok(PipelineConfig {
             kafka: self.kafka(),
+            group_id: self.kafka.group_id.clone(),
             registry: self.registry()?,
             database_url: self.database.url.clone(),
             topics: Topics {

@@ -16,6 +16,8 @@ pub struct KafkaConnection {
     pub properties: Vec<(String, String)>,
     /// librdkafka properties for producers only (`compression.type`, `batch.num.messages` ...).
     pub producer_properties: Vec<(String, String)>,
+    /// librdkafka properties for the tracker's consumer only (`session.timeout.ms` ...).
+    pub consumer_properties: Vec<(String, String)>,
 }
 
 impl KafkaConnection {
@@ -25,6 +27,7 @@ impl KafkaConnection {
             bootstrap_servers: bootstrap_servers.into(),
             properties: Vec::new(),
             producer_properties: Vec::new(),
+            consumer_properties: Vec::new(),
         }
     }
 
@@ -42,6 +45,17 @@ impl KafkaConnection {
     pub fn producer_config(&self) -> ClientConfig {
         let mut config = self.client_config();
         for (key, value) in &self.producer_properties {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// A librdkafka configuration for consumers: the connection plus consumer properties, with
+    /// a 10 s session timeout unless configured (a replaced instance's partitions move on quickly).
+    pub fn consumer_config(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        config.set("session.timeout.ms", "10000");
+        for (key, value) in &self.consumer_properties {
             config.set(key, value);
         }
         config

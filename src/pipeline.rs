@@ -1,18 +1,26 @@
 //! Wires the stages: Kafka input -> decode -> ingest -> accountant -> sinks, with checkpoints.
 //!
-//! Input partitions are assigned explicitly and their positions live in Postgres next to the
-//! state they produced, so a restart (after a crash at any point) resumes from exactly the last
-//! committed checkpoint. Records are published to Kafka before the checkpoint commits: after a
-//! crash they may be published again, with the same key and a revision at least as high.
+//! Usage and cost topics are co-partitioned by cluster id, so partition `p` of both topics is a
+//! self-contained *slot*: every namespace of the clusters keyed to it, their bills and their
+//! windows. Instances share the slots through a Kafka consumer group (range assignor, so both
+//! topics' partition `p` go to the same instance). An instance claims a slot in Postgres when it
+//! is assigned (which fences the previous owner), restores the slot's last checkpoint and seeks
+//! both partitions to the positions stored with it. A checkpoint commits a slot's records, state
+//! and input positions in one transaction, refused if the slot was claimed since. Records go to
+//! Kafka before that commit: after a crash they may be published again, with the same key and a
+//! revision at least as high.
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::BorrowedMessage;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 use crate::accounting::{Accountant, CostAdmission, RateCard};
@@ -20,7 +28,7 @@ use crate::allocate::{AllocationPolicy, CostAllocator};
 use crate::ingest::{self, CostScope, DeadLetterReason, Exclusions, Intake, Rejection};
 use crate::kafka::{KafkaConnection, TopicSpec};
 use crate::sink::kafka::{DeadLetter, KafkaSink};
-use crate::sink::postgres::{PartitionPosition, PostgresSink, RestoredState};
+use crate::sink::postgres::{CommitError, PartitionPosition, PostgresSink, RestoredState};
 use crate::standard::registry::RegistryEndpoint;
 use crate::standard::wire::{RecordDecoder, WireError};
 use crate::standard::{CostEvent, EpochMillis, UsageEvent};
@@ -48,6 +56,8 @@ pub struct Topics {
 pub struct PipelineConfig {
     /// Brokers.
     pub kafka: KafkaConnection,
+    /// Consumer group shared by all instances.
+    pub group_id: String,
     /// Schema registry.
     pub registry: RegistryEndpoint,
     /// Postgres URL.
@@ -91,8 +101,10 @@ pub struct RunSummary {
     pub dead_letters: BTreeMap<&'static str, u64>,
     /// Records published.
     pub records_emitted: u64,
-    /// Checkpoints committed.
+    /// Checkpoints committed (one per slot and interval).
     pub checkpoints: u64,
+    /// Slots claimed over the run.
+    pub slots_claimed: u64,
 }
 
 type PartitionKey = (String, i32);
@@ -102,71 +114,103 @@ const QUIET_PERIOD: Duration = Duration::from_secs(1);
 /// The longest `--until-caught-up` keeps reading after reaching the high watermarks.
 const CATCH_UP_GRACE: Duration = Duration::from_secs(10);
 
-/// The running pipeline's state outside the accountant.
-struct Pipeline {
-    config: PipelineConfig,
+/// A change of the consumer group's assignment, as seen by librdkafka's rebalance callback.
+#[derive(Debug)]
+enum AssignmentChange {
+    Assigned(Vec<PartitionKey>),
+    Revoked(Vec<PartitionKey>),
+}
+
+/// Forwards rebalances to the pipeline loop. Newly assigned partitions are paused until the
+/// loop has restored their slot and sought them to the checkpointed positions.
+struct AssignmentContext {
+    changes: mpsc::Sender<AssignmentChange>,
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<PartitionKey> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
+
+impl ClientContext for AssignmentContext {}
+
+impl ConsumerContext for AssignmentContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let _ = self
+                .changes
+                .send(AssignmentChange::Revoked(partitions(tpl)));
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            if let Err(error) = consumer.pause(tpl) {
+                warn!(%error, "pausing newly assigned partitions");
+            }
+            let _ = self
+                .changes
+                .send(AssignmentChange::Assigned(partitions(tpl)));
+        }
+    }
+}
+
+type TrackerConsumer = StreamConsumer<AssignmentContext>;
+
+/// One slot owned by this instance.
+struct Slot {
+    epoch: i64,
     accountant: Accountant,
     watermarks: Watermarks,
+    positions: BTreeMap<PartitionKey, i64>,
+    dead_letters: Vec<DeadLetter>,
+    /// High watermarks at claim time (`--until-caught-up`).
+    targets: BTreeMap<PartitionKey, i64>,
+}
+
+/// The running pipeline.
+struct Pipeline {
+    config: PipelineConfig,
+    owner: String,
+    slots: BTreeMap<i32, Slot>,
     usage_decoder: RecordDecoder<UsageEvent>,
     cost_decoder: RecordDecoder<CostEvent>,
-    positions: BTreeMap<PartitionKey, i64>,
-    pending_dead_letters: Vec<DeadLetter>,
     kafka_sink: KafkaSink,
     postgres: PostgresSink,
     summary: RunSummary,
+    assigned_once: bool,
 }
 
 /// Runs the tracker until `shutdown` resolves (or, in `until_caught_up` mode, until the input
-/// available at start is processed), then flushes and commits.
+/// available when each slot was claimed is processed), then flushes and commits.
 pub async fn run(
     config: PipelineConfig,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<RunSummary> {
-    let topics = &config.topics;
-    let specs = [
-        TopicSpec::new(&topics.usage_events, topics.partitions, topics.replication),
-        TopicSpec::new(&topics.cost_events, topics.partitions, topics.replication),
-        TopicSpec::new(&topics.usage_records, topics.partitions, topics.replication).compacted(),
-        TopicSpec::new(&topics.dead_letters, topics.partitions, topics.replication),
-    ];
-    let created = config
-        .kafka
-        .ensure_topics(&specs)
-        .await
-        .context("creating topics")?;
-    if !created.is_empty() {
-        info!(?created, "created topics");
-    }
+    ensure_topics(&config).await?;
     let postgres = PostgresSink::connect(&config.database_url)
         .await
         .context("connecting to Postgres")?;
-    let restored = postgres
-        .restore()
-        .await
-        .context("restoring the last checkpoint")?;
-    let consumer = assign_inputs(&config, &restored).await?;
-    let targets = if config.until_caught_up {
-        Some(high_watermarks(&consumer)?)
-    } else {
-        None
-    };
-
-    let mut pipeline = Pipeline::new(config, postgres, restored)?;
+    let (changes_tx, changes) = mpsc::channel();
+    let consumer = subscribe(&config, changes_tx)?;
+    let mut pipeline = Pipeline::new(config, postgres)?;
     tokio::pin!(shutdown);
     let mut last_checkpoint = Instant::now();
     let mut last_message = Instant::now();
     let mut reached_targets: Option<Instant> = None;
     loop {
-        // Broker quirk (Tansu 0.6): the reported high watermark can be the base offset of the
-        // last batch + 1, i.e. short of the real end. So "caught up" also waits for a quiet
-        // period with no message (at most CATCH_UP_GRACE once the targets are reached, so steady
-        // input cannot keep a CronJob running). On Apache Kafka this only adds a second.
-        if let Some(t) = &targets {
-            if pipeline.caught_up(t) {
-                let since = *reached_targets.get_or_insert_with(Instant::now);
-                if last_message.elapsed() >= QUIET_PERIOD || since.elapsed() >= CATCH_UP_GRACE {
-                    break;
-                }
+        while let Ok(change) = changes.try_recv() {
+            pipeline.rebalance(&consumer, change).await?;
+        }
+        if pipeline.config.until_caught_up && pipeline.caught_up() {
+            // Broker quirk (Tansu 0.6): the reported high watermark can be the base offset of
+            // the last batch + 1, short of the real end. So "caught up" also waits for a quiet
+            // period (at most CATCH_UP_GRACE, so steady input cannot keep a CronJob running).
+            let since = *reached_targets.get_or_insert_with(Instant::now);
+            if last_message.elapsed() >= QUIET_PERIOD || since.elapsed() >= CATCH_UP_GRACE {
+                break;
             }
         }
         let next = tokio::time::timeout(Duration::from_millis(200), consumer.recv());
@@ -182,65 +226,68 @@ pub async fn run(
             }
         }
         if last_checkpoint.elapsed() >= pipeline.config.checkpoint_interval {
-            pipeline.checkpoint().await;
+            pipeline.checkpoint_all(&consumer).await;
             last_checkpoint = Instant::now();
         }
     }
-    pipeline.checkpoint().await;
+    pipeline.checkpoint_all(&consumer).await;
     info!(summary = ?pipeline.summary, "stopped");
     Ok(pipeline.summary)
 }
 
-/// Assigns every partition of both input topics, at the positions of the last checkpoint.
-async fn assign_inputs(
-    config: &PipelineConfig,
-    restored: &RestoredState,
-) -> anyhow::Result<StreamConsumer> {
-    let consumer: StreamConsumer = config
+async fn ensure_topics(config: &PipelineConfig) -> anyhow::Result<()> {
+    let t = &config.topics;
+    let specs = [
+        TopicSpec::new(&t.usage_events, t.partitions, t.replication),
+        TopicSpec::new(&t.cost_events, t.partitions, t.replication),
+        TopicSpec::new(&t.usage_records, t.partitions, t.replication).compacted(),
+        TopicSpec::new(&t.dead_letters, t.partitions, t.replication),
+    ];
+    let created = config
         .kafka
-        .client_config()
-        .set("group.id", "usage-tracker")
+        .ensure_topics(&specs)
+        .await
+        .context("creating topics")?;
+    if !created.is_empty() {
+        info!(?created, "created topics");
+    }
+    Ok(())
+}
+
+/// Joins the group on both input topics, after checking they are co-partitioned.
+fn subscribe(
+    config: &PipelineConfig,
+    changes: mpsc::Sender<AssignmentChange>,
+) -> anyhow::Result<TrackerConsumer> {
+    let consumer: TrackerConsumer = config
+        .kafka
+        .consumer_config()
+        .set("group.id", &config.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .create()
+        // Range gives partition p of both topics to the same member: slots stay whole.
+        .set("partition.assignment.strategy", "range")
+        .create_with_context(AssignmentContext { changes })
         .context("creating the Kafka consumer")?;
-    let saved: BTreeMap<(&str, i32), i64> = restored
-        .positions
-        .iter()
-        .map(|p| ((p.topic.as_str(), p.partition), p.next_offset))
-        .collect();
-    let mut assignment = TopicPartitionList::new();
-    for topic in [&config.topics.usage_events, &config.topics.cost_events] {
+    let t = &config.topics;
+    let count = |topic: &str| -> anyhow::Result<usize> {
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .with_context(|| format!("reading metadata of {topic}"))?;
-        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-            let offset = saved
-                .get(&(topic.as_str(), partition.id()))
-                .map_or(Offset::Beginning, |o| Offset::Offset(*o));
-            assignment.add_partition_offset(topic, partition.id(), offset)?;
-        }
-    }
+        Ok(metadata.topics().iter().map(|t| t.partitions().len()).sum())
+    };
+    let (usage, cost) = (count(&t.usage_events)?, count(&t.cost_events)?);
+    anyhow::ensure!(
+        usage == cost,
+        "{} has {usage} partitions and {} has {cost}: they must be co-partitioned (same count, keyed by cluster id)",
+        t.usage_events,
+        t.cost_events
+    );
     consumer
-        .assign(&assignment)
-        .context("assigning input partitions")?;
+        .subscribe(&[&t.usage_events, &t.cost_events])
+        .context("subscribing")?;
     Ok(consumer)
-}
-
-/// The end of every assigned partition now.
-fn high_watermarks(consumer: &StreamConsumer) -> anyhow::Result<BTreeMap<PartitionKey, i64>> {
-    let assignment = consumer.assignment()?;
-    let mut ends = BTreeMap::new();
-    for element in assignment.elements() {
-        let (_, high) = consumer.fetch_watermarks(
-            element.topic(),
-            element.partition(),
-            Duration::from_secs(10),
-        )?;
-        ends.insert((element.topic().to_owned(), element.partition()), high);
-    }
-    Ok(ends)
 }
 
 fn now_ms() -> EpochMillis {
@@ -250,12 +297,106 @@ fn now_ms() -> EpochMillis {
 }
 
 impl Pipeline {
-    fn new(
-        config: PipelineConfig,
-        postgres: PostgresSink,
+    fn new(config: PipelineConfig, postgres: PostgresSink) -> anyhow::Result<Self> {
+        let registry = config.registry.sr_settings()?;
+        let kafka_sink = KafkaSink::new(
+            &config.kafka,
+            &config.registry,
+            &config.topics.usage_records,
+            &config.topics.dead_letters,
+        )?;
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+        Ok(Self {
+            owner: format!("{host}/{}/{}", std::process::id(), now_ms()),
+            usage_decoder: RecordDecoder::new(registry.clone()),
+            cost_decoder: RecordDecoder::new(registry),
+            config,
+            slots: BTreeMap::new(),
+            kafka_sink,
+            postgres,
+            summary: RunSummary::default(),
+            assigned_once: false,
+        })
+    }
+
+    async fn rebalance(
+        &mut self,
+        consumer: &TrackerConsumer,
+        change: AssignmentChange,
+    ) -> anyhow::Result<()> {
+        match change {
+            AssignmentChange::Revoked(partitions) => {
+                let slots: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
+                for slot in slots {
+                    // Best effort: if the next owner claimed it already, the commit is refused
+                    // and the next owner redoes this work from the last checkpoint.
+                    self.checkpoint(consumer, slot).await;
+                    self.slots.remove(&slot);
+                }
+                info!(?partitions, "revoked");
+            }
+            AssignmentChange::Assigned(partitions) => {
+                self.assigned_once = true;
+                let mut slots: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
+                slots.sort_unstable();
+                slots.dedup();
+                for slot in slots {
+                    self.claim(consumer, slot).await?;
+                }
+                info!(?partitions, "assigned");
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims a slot, restores its state and resumes its partitions at the stored positions.
+    async fn claim(&mut self, consumer: &TrackerConsumer, slot: i32) -> anyhow::Result<()> {
+        let topics = [
+            self.config.topics.usage_events.as_str(),
+            self.config.topics.cost_events.as_str(),
+        ];
+        let (epoch, restored) = self
+            .postgres
+            .claim(slot, &self.owner, &topics)
+            .await
+            .context("claiming a slot")?;
+        let positions: BTreeMap<PartitionKey, i64> = restored
+            .positions
+            .iter()
+            .map(|p| ((p.topic.clone(), p.partition), p.next_offset))
+            .collect();
+        let mut tpl = TopicPartitionList::new();
+        let mut targets = BTreeMap::new();
+        for topic in topics {
+            let key = (topic.to_owned(), slot);
+            let offset = positions
+                .get(&key)
+                .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+            consumer
+                .seek(topic, slot, offset, Duration::from_secs(10))
+                .with_context(|| format!("seeking {topic}/{slot}"))?;
+            tpl.add_partition(topic, slot);
+            if self.config.until_caught_up {
+                let (_, high) = consumer.fetch_watermarks(topic, slot, Duration::from_secs(10))?;
+                targets.insert(key, high);
+            }
+        }
+        let slot_state = self.restore(epoch, restored, positions, targets)?;
+        self.slots.insert(slot, slot_state);
+        consumer.resume(&tpl).context("resuming partitions")?;
+        self.summary.slots_claimed += 1;
+        Ok(())
+    }
+
+    fn restore(
+        &self,
+        epoch: i64,
         restored: RestoredState,
-    ) -> anyhow::Result<Self> {
-        let mut store = WindowStore::new(config.window);
+        positions: BTreeMap<PartitionKey, i64>,
+        targets: BTreeMap<PartitionKey, i64>,
+    ) -> anyhow::Result<Slot> {
+        let window = self.config.window;
+        let mut store = WindowStore::new(window);
         for (cluster, start, state) in restored.windows {
             store
                 .import(&cluster, start, state)
@@ -265,60 +406,52 @@ impl Pipeline {
             store.import_seen(start, key);
         }
         store.import_watermark(restored.watermark);
-        let mut ledger = CostLedger::new(config.window.spec);
+        let mut ledger = CostLedger::new(window.spec);
         for line in restored.cost_lines {
             ledger.upsert(line);
         }
         ledger.take_unsaved();
         let mut watermarks = Watermarks::default();
-        let mut positions = BTreeMap::new();
         let now = now_ms();
-        for p in restored.positions {
+        for p in &restored.positions {
             if let Some(t) = p.max_event_time {
                 watermarks.restore(&p.topic, p.partition, t, now);
             }
-            positions.insert((p.topic, p.partition), p.next_offset);
         }
-        let registry = config.registry.sr_settings()?;
-        let kafka_sink = KafkaSink::new(
-            &config.kafka,
-            &config.registry,
-            &config.topics.usage_records,
-            &config.topics.dead_letters,
-        )?;
-        let accountant = Accountant::new(
-            store,
-            ledger,
-            CostAllocator::new(config.policy.clone()),
-            config.rate_card.clone(),
-        );
-        Ok(Self {
-            usage_decoder: RecordDecoder::new(registry.clone()),
-            cost_decoder: RecordDecoder::new(registry),
-            config,
-            accountant,
+        let allocator = CostAllocator::new(self.config.policy.clone());
+        Ok(Slot {
+            epoch,
+            accountant: Accountant::new(store, ledger, allocator, self.config.rate_card.clone()),
             watermarks,
             positions,
-            pending_dead_letters: Vec::new(),
-            kafka_sink,
-            postgres,
-            summary: RunSummary::default(),
+            dead_letters: Vec::new(),
+            targets,
         })
     }
 
-    fn caught_up(&self, targets: &BTreeMap<PartitionKey, i64>) -> bool {
-        targets
-            .iter()
-            .all(|(key, end)| *end == 0 || self.positions.get(key).is_some_and(|p| p >= end))
+    fn caught_up(&self) -> bool {
+        self.assigned_once
+            && self.slots.values().all(|slot| {
+                slot.targets.iter().all(|(key, end)| {
+                    *end == 0 || slot.positions.get(key).is_some_and(|p| p >= end)
+                })
+            })
     }
 
     async fn process(&mut self, message: &BorrowedMessage<'_>) {
         let topic = message.topic().to_owned();
+        let slot_id = message.partition();
+        if !self.slots.contains_key(&slot_id) {
+            return; // Fetched before a revocation: the slot's new owner reads it.
+        }
         *self.summary.consumed.entry(topic.clone()).or_default() += 1;
         let outcome = if topic == self.config.topics.usage_events {
-            self.process_usage(message).await
+            self.process_usage(slot_id, message).await
         } else {
-            self.process_cost(message).await
+            self.process_cost(slot_id, message).await
+        };
+        let Some(slot) = self.slots.get_mut(&slot_id) else {
+            return;
         };
         if let Err(rejection) = outcome {
             *self
@@ -326,22 +459,26 @@ impl Pipeline {
                 .dead_letters
                 .entry(rejection.reason.as_str())
                 .or_default() += 1;
-            warn!(topic, partition = message.partition(), offset = message.offset(), reason = rejection.reason.as_str(), detail = %rejection.detail, "dead letter");
-            self.pending_dead_letters.push(DeadLetter {
+            warn!(topic, partition = slot_id, offset = message.offset(), reason = rejection.reason.as_str(), detail = %rejection.detail, "dead letter");
+            slot.dead_letters.push(DeadLetter {
                 key: message.key().map(<[u8]>::to_vec),
                 payload: message.payload().map(<[u8]>::to_vec),
                 reason: rejection.reason,
                 detail: rejection.detail,
                 topic: topic.clone(),
-                partition: message.partition(),
+                partition: slot_id,
                 offset: message.offset(),
             });
         }
-        self.positions
-            .insert((topic, message.partition()), message.offset() + 1);
+        slot.positions
+            .insert((topic, slot_id), message.offset() + 1);
     }
 
-    async fn process_usage(&mut self, message: &BorrowedMessage<'_>) -> Result<(), Rejection> {
+    async fn process_usage(
+        &mut self,
+        slot_id: i32,
+        message: &BorrowedMessage<'_>,
+    ) -> Result<(), Rejection> {
         let event = decode(&self.usage_decoder, message).await?;
         let now = now_ms();
         let intake = ingest::usage_sample(
@@ -358,9 +495,12 @@ impl Pipeline {
             }
             Intake::Empty => return Ok(()),
         };
-        self.watermarks
-            .observe(message.topic(), message.partition(), sample.end, now);
-        match self.accountant.usage(&sample) {
+        let Some(slot) = self.slots.get_mut(&slot_id) else {
+            return Ok(());
+        };
+        slot.watermarks
+            .observe(message.topic(), slot_id, sample.end, now);
+        match slot.accountant.usage(&sample) {
             Admission::Applied => self.summary.usage_applied += 1,
             Admission::AppliedLate => {
                 self.summary.usage_applied += 1;
@@ -380,7 +520,11 @@ impl Pipeline {
         Ok(())
     }
 
-    async fn process_cost(&mut self, message: &BorrowedMessage<'_>) -> Result<(), Rejection> {
+    async fn process_cost(
+        &mut self,
+        slot_id: i32,
+        message: &BorrowedMessage<'_>,
+    ) -> Result<(), Rejection> {
         let event = decode(&self.cost_decoder, message).await?;
         let line =
             match ingest::cost_line(&event, &self.config.exclusions, &self.config.cost_scopes)? {
@@ -391,7 +535,10 @@ impl Pipeline {
                 }
                 Intake::Empty => return Ok(()),
             };
-        match self.accountant.cost(line) {
+        let Some(slot) = self.slots.get_mut(&slot_id) else {
+            return Ok(());
+        };
+        match slot.accountant.cost(line) {
             CostAdmission::Applied => self.summary.cost_applied += 1,
             CostAdmission::Unchanged => self.summary.cost_unchanged += 1,
             CostAdmission::TooLate => {
@@ -404,42 +551,64 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Emits, publishes and commits. Retries until it succeeds: consumption pauses meanwhile,
-    /// nothing is dropped.
-    async fn checkpoint(&mut self) {
+    async fn checkpoint_all(&mut self, consumer: &TrackerConsumer) {
+        let slots: Vec<i32> = self.slots.keys().copied().collect();
+        for slot in slots {
+            self.checkpoint(consumer, slot).await;
+        }
+    }
+
+    /// Emits, publishes and commits one slot. Retries until it succeeds (consumption pauses
+    /// meanwhile, nothing is dropped) or the slot turns out to belong to another instance.
+    async fn checkpoint(&mut self, consumer: &TrackerConsumer, slot_id: i32) {
         let window = self.config.window;
+        let Some(slot) = self.slots.get_mut(&slot_id) else {
+            return;
+        };
         if let Some(w) =
-            self.watermarks
+            slot.watermarks
                 .advance(now_ms(), window.allowed_lateness_ms, window.idle_timeout_ms)
         {
-            self.accountant.advance_to(w);
+            slot.accountant.advance_to(w);
         }
-        let checkpoint = self.accountant.take_checkpoint();
-        let dead_letters = std::mem::take(&mut self.pending_dead_letters);
-        let positions: Vec<PartitionPosition> = self
+        let checkpoint = slot.accountant.take_checkpoint();
+        let dead_letters = std::mem::take(&mut slot.dead_letters);
+        let positions: Vec<PartitionPosition> = slot
             .positions
             .iter()
             .map(|((topic, partition), offset)| PartitionPosition {
                 topic: topic.clone(),
                 partition: *partition,
                 next_offset: *offset,
-                max_event_time: self
+                max_event_time: slot
                     .watermarks
                     .max_event_times()
                     .find(|(t, p, _)| t == topic && p == partition)
                     .map(|(_, _, m)| m),
             })
             .collect();
+        let epoch = slot.epoch;
         let mut backoff = Duration::from_millis(200);
         loop {
             let attempt = async {
                 self.kafka_sink.publish(&checkpoint.records).await?;
+                self.kafka_sink.tombstones(&checkpoint.withdrawn).await?;
                 self.kafka_sink.dead_letters(&dead_letters).await?;
-                self.postgres.commit(&checkpoint, &positions).await?;
+                self.postgres
+                    .commit(slot_id, epoch, &checkpoint, &positions)
+                    .await?;
                 anyhow::Ok(())
             };
             match attempt.await {
                 Ok(()) => break,
+                Err(error) if matches!(error.downcast_ref(), Some(CommitError::Fenced { .. })) => {
+                    warn!(
+                        slot = slot_id,
+                        "slot claimed by another instance; dropping its uncommitted state"
+                    );
+                    self.slots.remove(&slot_id);
+                    return;
+                }
                 Err(error) => {
                     warn!(error = %format!("{error:#}"), retry_in = ?backoff, "checkpoint failed; consumption paused");
                     tokio::time::sleep(backoff).await;
@@ -449,6 +618,15 @@ impl Pipeline {
         }
         self.summary.records_emitted += checkpoint.records.len() as u64;
         self.summary.checkpoints += 1;
+        // Also in the group's offsets, so standard Kafka tooling shows the lag (Postgres stays
+        // the source of truth).
+        let mut tpl = TopicPartitionList::new();
+        for p in &positions {
+            let _ = tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next_offset));
+        }
+        if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
+            warn!(%error, "committing offsets to the group (monitoring only)");
+        }
     }
 }
 

@@ -50,7 +50,8 @@ async fn committed_offsets(database_url: &str) -> i64 {
 }
 
 fn config_file(dir: &std::path::Path, name: &str, topics: &[(&str, &str)]) -> std::path::PathBuf {
-    let mut text = String::from("[kafka.producer_properties]\n\"batch.num.messages\" = \"1\"\n\n[pipeline]\ncheckpoint_interval = \"50ms\"\n\n[topics]\npartitions = 2\n");
+    let mut text = format!("[kafka]\ngroup_id = \"{}\"\n\n", common::unique(name));
+    text.push_str("[kafka.consumer_properties]\n\"session.timeout.ms\" = \"6000\"\n\n[kafka.producer_properties]\n\"batch.num.messages\" = \"1\"\n\n[pipeline]\ncheckpoint_interval = \"50ms\"\n\n[topics]\npartitions = 2\n");
     for (key, value) in topics {
         text.push_str(&format!("{key} = \"{value}\"\n"));
     }

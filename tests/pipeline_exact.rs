@@ -251,6 +251,7 @@ async fn known_input_gives_exact_rows_in_postgres_and_kafka() {
     let database_url = common::fresh_database().await;
     let config = PipelineConfig {
         kafka: kafka.clone(),
+        group_id: common::unique("exact-group"),
         registry: endpoint.clone(),
         database_url: database_url.clone(),
         topics: topics.clone(),

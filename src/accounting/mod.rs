@@ -40,6 +40,8 @@ pub struct Evicted {
 pub struct Checkpoint {
     /// New revisions to publish and upsert.
     pub records: Vec<UsageRecord>,
+    /// Records that became empty: deleted from Postgres, tombstoned on Kafka.
+    pub withdrawn: Vec<UsageRecord>,
     /// Changed cluster windows.
     pub windows: Vec<(Arc<str>, EpochMillis, PersistedWindow)>,
     /// New dedup keys (window start, key).
@@ -132,34 +134,42 @@ impl Accountant {
 
     /// Records for every cluster window that changed since the last emission; each record whose
     /// content changed gets the next revision.
-    fn emit(&mut self) -> Vec<UsageRecord> {
+    fn emit(&mut self) -> (Vec<UsageRecord>, Vec<UsageRecord>) {
         let drafts: Vec<UsageRecord> = self
             .store
             .changed()
             .iter()
             .flat_map(|view| self.draft(view))
             .collect();
-        let mut records = Vec::with_capacity(drafts.len());
+        let (mut records, mut withdrawn) = (Vec::with_capacity(drafts.len()), Vec::new());
         for mut record in drafts {
             let key = WindowKey {
                 cluster_id: Arc::from(record.cluster_id.as_str()),
                 namespace: Arc::from(record.namespace.as_str()),
                 window_start: record.window_start,
             };
-            if let Some(revision) = self.store.next_revision(&key, content_digest(&record)) {
-                record.revision = revision;
+            let Some(revision) = self.store.next_revision(&key, content_digest(&record)) else {
+                continue;
+            };
+            record.revision = revision;
+            if !is_empty(&record) {
                 records.push(record);
+            } else if revision > 1 {
+                // An `__idle__` or `__unallocated__` share that vanished (usage arrived after
+                // the bill, say): withdraw it, so the result does not depend on arrival order.
+                withdrawn.push(record);
             }
         }
-        records
+        (records, withdrawn)
     }
 
     /// Everything a checkpoint must persist, with the records to publish; afterwards the
     /// state counts as saved.
     pub fn take_checkpoint(&mut self) -> Checkpoint {
-        let records = self.emit();
+        let (records, withdrawn) = self.emit();
         let checkpoint = Checkpoint {
             records,
+            withdrawn,
             windows: self.store.export_changed(),
             seen: self.store.take_unsaved_seen(),
             cost_lines: self.ledger.take_unsaved(),
@@ -198,9 +208,12 @@ impl Accountant {
         // Every namespace that has usage, a share, or an earlier record (which must be corrected).
         let mut names: Vec<&str> = view.namespaces.iter().map(|(n, _)| n.as_ref()).collect();
         names.extend(shares.iter().map(|s| s.namespace.as_str()));
+        let idle = idle_usage(&usage, view);
+        if !idle.is_empty() {
+            names.push(IDLE); // Idle capacity is reported even before it is priced.
+        }
         names.sort_unstable();
         names.dedup();
-        let idle = idle_usage(&usage, view);
         names
             .into_iter()
             .map(|namespace| {
@@ -217,6 +230,11 @@ impl Accountant {
             })
             .collect()
     }
+}
+
+/// A record with nothing to say: no resources and no cost.
+fn is_empty(record: &UsageRecord) -> bool {
+    record.resources.is_empty() && record.costs.is_empty()
 }
 
 fn is_reserved(namespace: &str) -> bool {
@@ -476,12 +494,17 @@ mod tests {
     /// Final figures of every record, without revisions.
     fn figures(checkpoints: Vec<Checkpoint>) -> BTreeMap<(String, i64), (String, i64)> {
         let mut latest = BTreeMap::new();
-        for record in checkpoints.into_iter().flat_map(|c| c.records) {
-            let resources = serde_json::to_string(&record.resources).unwrap();
-            latest.insert(
-                (record.namespace, record.window_start),
-                (resources, record.cost_total_micros),
-            );
+        for checkpoint in checkpoints {
+            for record in checkpoint.records {
+                let resources = serde_json::to_string(&record.resources).unwrap();
+                latest.insert(
+                    (record.namespace, record.window_start),
+                    (resources, record.cost_total_micros),
+                );
+            }
+            for record in checkpoint.withdrawn {
+                latest.remove(&(record.namespace, record.window_start));
+            }
         }
         latest
     }

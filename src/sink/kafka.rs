@@ -103,6 +103,17 @@ impl KafkaSink {
         try_join_all(sends).await.map(drop)
     }
 
+    /// Publishes tombstones (null payload) for withdrawn records, so compaction forgets them.
+    pub async fn tombstones(&self, withdrawn: &[UsageRecord]) -> Result<(), PublishError> {
+        let keys: Vec<String> = withdrawn.iter().map(Self::record_key).collect();
+        let sends = keys.iter().map(|key| {
+            let message: FutureRecord<'_, str, [u8]> =
+                FutureRecord::to(&self.records_topic).key(key.as_str());
+            self.send(&self.records_topic, message)
+        });
+        try_join_all(sends).await.map(drop)
+    }
+
     /// Publishes dead letters unchanged, with the reason in headers.
     pub async fn dead_letters(&self, letters: &[DeadLetter]) -> Result<(), PublishError> {
         let sends = letters.iter().map(|letter| {

@@ -27,7 +27,7 @@ pub struct PartitionPosition {
     pub max_event_time: Option<EpochMillis>,
 }
 
-/// Everything a restart needs.
+/// Everything a restart of one slot needs.
 #[derive(Debug, Default)]
 pub struct RestoredState {
     /// Input positions.
@@ -61,11 +61,30 @@ impl PostgresSink {
         &self.pool
     }
 
-    /// Loads the last committed checkpoint.
-    pub async fn restore(&self) -> Result<RestoredState, sqlx::Error> {
-        let positions = sqlx::query(
-            "SELECT topic, partition, next_offset, max_event_time FROM tracker_offsets",
+    /// Takes ownership of a slot (fencing any previous owner) and loads its last committed
+    /// checkpoint; `topics` are the input topics whose partition `slot` belongs to it.
+    pub async fn claim(
+        &self,
+        slot: i32,
+        owner: &str,
+        topics: &[&str],
+    ) -> Result<(i64, RestoredState), sqlx::Error> {
+        let (epoch, watermark): (i64, Option<i64>) = sqlx::query_as(
+            "INSERT INTO tracker_slots (slot, epoch, owner) VALUES ($1, 1, $2)
+             ON CONFLICT (slot) DO UPDATE SET epoch = tracker_slots.epoch + 1, owner = excluded.owner
+             RETURNING epoch, watermark",
         )
+        .bind(slot)
+        .bind(owner)
+        .fetch_one(&self.pool)
+        .await?;
+        let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+        let positions = sqlx::query(
+            "SELECT topic, partition, next_offset, max_event_time FROM tracker_offsets
+             WHERE partition = $1 AND topic = ANY($2)",
+        )
+        .bind(slot)
+        .bind(&topics)
         .fetch_all(&self.pool)
         .await?
         .into_iter()
@@ -76,30 +95,34 @@ impl PostgresSink {
             max_event_time: r.get(3),
         })
         .collect();
-        let watermark = sqlx::query_scalar("SELECT watermark FROM tracker_watermark")
-            .fetch_optional(&self.pool)
-            .await?
-            .flatten();
         let mut windows = Vec::new();
-        for row in sqlx::query("SELECT cluster_id, window_start, state FROM tracker_windows")
-            .fetch_all(&self.pool)
-            .await?
+        for row in sqlx::query(
+            "SELECT cluster_id, window_start, state FROM tracker_windows WHERE slot = $1",
+        )
+        .bind(slot)
+        .fetch_all(&self.pool)
+        .await?
         {
             let state: sqlx::types::Json<PersistedWindow> = row.try_get(2)?;
             windows.push((row.get(0), row.get(1), state.0));
         }
-        let seen = sqlx::query("SELECT window_start, dedup_key FROM tracker_seen_events")
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .filter_map(|r| {
-                let key: Vec<u8> = r.get(1);
-                Some((r.get(0), u128::from_be_bytes(key.try_into().ok()?)))
-            })
-            .collect();
+        let seen =
+            sqlx::query("SELECT window_start, dedup_key FROM tracker_seen_events WHERE slot = $1")
+                .bind(slot)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .filter_map(|r| {
+                    let key: Vec<u8> = r.get(1);
+                    Some((r.get(0), u128::from_be_bytes(key.try_into().ok()?)))
+                })
+                .collect();
         let cost_lines = sqlx::query(
-            "SELECT source, id, revision, cluster_id, namespace, category, status, currency, period_start, period_end, amount_micros FROM tracker_cost_lines",
+            "SELECT source, id, revision, cluster_id, namespace, category, status, currency, period_start,
+                    period_end, amount_micros
+             FROM tracker_cost_lines WHERE slot = $1",
         )
+        .bind(slot)
         .fetch_all(&self.pool)
         .await?
         .into_iter()
@@ -117,30 +140,58 @@ impl PostgresSink {
             amount: r.get(10),
         })
         .collect();
-        Ok(RestoredState {
+        let restored = RestoredState {
             positions,
             watermark,
             windows,
             seen,
             cost_lines,
-        })
+        };
+        Ok((epoch, restored))
     }
 
-    /// Commits a checkpoint and the input positions it covers, atomically.
+    /// Commits a slot's checkpoint and the input positions it covers, atomically, unless another
+    /// instance has claimed the slot since `epoch` (then nothing is written).
     pub async fn commit(
         &self,
+        slot: i32,
+        epoch: i64,
         checkpoint: &Checkpoint,
         positions: &[PartitionPosition],
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), CommitError> {
         let mut tx = self.pool.begin().await?;
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT epoch FROM tracker_slots WHERE slot = $1 FOR UPDATE")
+                .bind(slot)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if current != Some(epoch) {
+            return Err(CommitError::Fenced { slot });
+        }
         upsert_records(&mut tx, &checkpoint.records).await?;
-        save_windows(&mut tx, &checkpoint.windows).await?;
-        save_seen(&mut tx, &checkpoint.seen).await?;
-        save_cost_lines(&mut tx, &checkpoint.cost_lines).await?;
-        delete_evicted(&mut tx, checkpoint).await?;
-        save_positions(&mut tx, positions, checkpoint.watermark).await?;
-        tx.commit().await
+        delete_records(&mut tx, &checkpoint.withdrawn).await?;
+        save_windows(&mut tx, slot, &checkpoint.windows).await?;
+        save_seen(&mut tx, slot, &checkpoint.seen).await?;
+        save_cost_lines(&mut tx, slot, &checkpoint.cost_lines).await?;
+        delete_evicted(&mut tx, slot, checkpoint).await?;
+        save_positions(&mut tx, slot, positions, checkpoint.watermark).await?;
+        tx.commit().await?;
+        Ok(())
     }
+}
+
+/// A checkpoint that could not be committed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// Another instance owns the slot now; this instance's uncommitted work there is void.
+    #[error("slot {slot} was claimed by another instance")]
+    Fenced {
+        /// The slot.
+        slot: i32,
+    },
+    /// The database failed; retry.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
 }
 
 fn parse_category(text: String) -> CostCategory {
@@ -238,6 +289,28 @@ async fn upsert_records(
     Ok(())
 }
 
+/// Deletes withdrawn records, unless a newer revision is already stored.
+async fn delete_records(
+    tx: &mut Transaction<'_, Postgres>,
+    records: &[UsageRecord],
+) -> Result<(), sqlx::Error> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "DELETE FROM usage_records r USING unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS t(c, n, ws, rev)
+         WHERE r.cluster_id = t.c AND r.namespace = t.n AND r.window_start = to_timestamp(t.ws / 1000.0)
+           AND r.revision <= t.rev",
+    )
+    .bind(records.iter().map(|r| r.cluster_id.clone()).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.namespace.clone()).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.window_start).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.revision).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Column arrays for the UNNEST upsert.
 #[derive(Default)]
 struct RecordColumns {
@@ -302,6 +375,7 @@ impl RecordColumns {
 
 async fn save_windows(
     tx: &mut Transaction<'_, Postgres>,
+    slot: i32,
     windows: &[(std::sync::Arc<str>, EpochMillis, PersistedWindow)],
 ) -> Result<(), sqlx::Error> {
     if windows.is_empty() {
@@ -314,13 +388,14 @@ async fn save_windows(
         .map(|w| serde_json::to_string(&w.2).expect("serialisable"))
         .collect();
     sqlx::query(
-        "INSERT INTO tracker_windows (cluster_id, window_start, state)
-         SELECT c, s, st::jsonb FROM unnest($1::text[], $2::bigint[], $3::text[]) AS t(c, s, st)
-         ON CONFLICT (cluster_id, window_start) DO UPDATE SET state = excluded.state",
+        "INSERT INTO tracker_windows (slot, cluster_id, window_start, state)
+         SELECT $4, c, s, st::jsonb FROM unnest($1::text[], $2::bigint[], $3::text[]) AS t(c, s, st)
+         ON CONFLICT (slot, cluster_id, window_start) DO UPDATE SET state = excluded.state",
     )
     .bind(clusters)
     .bind(starts)
     .bind(states)
+    .bind(slot)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -328,6 +403,7 @@ async fn save_windows(
 
 async fn save_seen(
     tx: &mut Transaction<'_, Postgres>,
+    slot: i32,
     seen: &[(EpochMillis, u128)],
 ) -> Result<(), sqlx::Error> {
     if seen.is_empty() {
@@ -336,11 +412,12 @@ async fn save_seen(
     let starts: Vec<i64> = seen.iter().map(|s| s.0).collect();
     let keys: Vec<Vec<u8>> = seen.iter().map(|s| s.1.to_be_bytes().to_vec()).collect();
     sqlx::query(
-        "INSERT INTO tracker_seen_events (window_start, dedup_key)
-         SELECT * FROM unnest($1::bigint[], $2::bytea[]) ON CONFLICT DO NOTHING",
+        "INSERT INTO tracker_seen_events (slot, window_start, dedup_key)
+         SELECT $3, s, k FROM unnest($1::bigint[], $2::bytea[]) AS t(s, k) ON CONFLICT DO NOTHING",
     )
     .bind(starts)
     .bind(keys)
+    .bind(slot)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -348,6 +425,7 @@ async fn save_seen(
 
 async fn save_cost_lines(
     tx: &mut Transaction<'_, Postgres>,
+    slot: i32,
     lines: &[CostLine],
 ) -> Result<(), sqlx::Error> {
     if lines.is_empty() {
@@ -356,11 +434,11 @@ async fn save_cost_lines(
     let col = |f: fn(&CostLine) -> String| lines.iter().map(f).collect::<Vec<_>>();
     let num = |f: fn(&CostLine) -> i64| lines.iter().map(f).collect::<Vec<_>>();
     sqlx::query(
-        "INSERT INTO tracker_cost_lines (source, id, revision, cluster_id, namespace, category, status, currency,
-                                         period_start, period_end, amount_micros)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
-                              $8::text[], $9::bigint[], $10::bigint[], $11::bigint[])
-         ON CONFLICT (source, id) DO UPDATE SET
+        "INSERT INTO tracker_cost_lines (slot, source, id, revision, cluster_id, namespace, category, status,
+                                         currency, period_start, period_end, amount_micros)
+         SELECT $12, * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+                                   $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[])
+         ON CONFLICT (slot, source, id) DO UPDATE SET
             revision = excluded.revision, cluster_id = excluded.cluster_id, namespace = excluded.namespace,
             category = excluded.category, status = excluded.status, currency = excluded.currency,
             period_start = excluded.period_start, period_end = excluded.period_end,
@@ -377,6 +455,7 @@ async fn save_cost_lines(
     .bind(num(|l| l.start))
     .bind(num(|l| l.end))
     .bind(num(|l| l.amount))
+    .bind(slot)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -384,6 +463,7 @@ async fn save_cost_lines(
 
 async fn delete_evicted(
     tx: &mut Transaction<'_, Postgres>,
+    slot: i32,
     checkpoint: &Checkpoint,
 ) -> Result<(), sqlx::Error> {
     let evicted = &checkpoint.evicted;
@@ -392,15 +472,17 @@ async fn delete_evicted(
         let starts: Vec<i64> = evicted.windows.iter().map(|w| w.1).collect();
         sqlx::query(
             "DELETE FROM tracker_windows w USING unnest($1::text[], $2::bigint[]) AS t(c, s)
-             WHERE w.cluster_id = t.c AND w.window_start = t.s",
+             WHERE w.slot = $3 AND w.cluster_id = t.c AND w.window_start = t.s",
         )
         .bind(clusters)
         .bind(&starts)
+        .bind(slot)
         .execute(&mut **tx)
         .await?;
         let oldest_kept = starts.iter().max().copied().unwrap_or(i64::MIN);
-        sqlx::query("DELETE FROM tracker_seen_events WHERE window_start <= $1")
+        sqlx::query("DELETE FROM tracker_seen_events WHERE slot = $2 AND window_start <= $1")
             .bind(oldest_kept)
+            .bind(slot)
             .execute(&mut **tx)
             .await?;
     }
@@ -409,10 +491,11 @@ async fn delete_evicted(
         let ids: Vec<String> = evicted.cost_lines.iter().map(|l| l.1.clone()).collect();
         sqlx::query(
             "DELETE FROM tracker_cost_lines l USING unnest($1::text[], $2::text[]) AS t(s, i)
-             WHERE l.source = t.s AND l.id = t.i",
+             WHERE l.slot = $3 AND l.source = t.s AND l.id = t.i",
         )
         .bind(sources)
         .bind(ids)
+        .bind(slot)
         .execute(&mut **tx)
         .await?;
     }
@@ -421,6 +504,7 @@ async fn delete_evicted(
 
 async fn save_positions(
     tx: &mut Transaction<'_, Postgres>,
+    slot: i32,
     positions: &[PartitionPosition],
     watermark: Option<EpochMillis>,
 ) -> Result<(), sqlx::Error> {
@@ -440,13 +524,11 @@ async fn save_positions(
     .bind(times)
     .execute(&mut **tx)
     .await?;
-    sqlx::query(
-        "INSERT INTO tracker_watermark (singleton, watermark) VALUES (true, $1)
-         ON CONFLICT (singleton) DO UPDATE SET watermark = excluded.watermark",
-    )
-    .bind(watermark)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query("UPDATE tracker_slots SET watermark = $2 WHERE slot = $1")
+        .bind(slot)
+        .bind(watermark)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

@@ -128,7 +128,7 @@ pub async fn publish(kafka: &KafkaConnection, topic: &str, messages: &[(String, 
     }
 }
 
-/// The stack's broker with the local stack's producer settings.
+/// The stack's broker with the local stack's client settings (see scripts/stack.sh).
 pub fn kafka_one_record_per_batch() -> KafkaConnection {
     let mut kafka = kafka();
     kafka

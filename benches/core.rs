@@ -1,0 +1,549 @@
+//! Benchmarks of the claims in docs/performance.md: the per-message hot path (Avro decode,
+//! ingest validation, windowing), checkpoint emission (allocation + records), and the state held
+//! per open (cluster, namespace, window) key.
+//!
+//! ```sh
+//! cargo bench --bench core -- --warm-up-time 1 --measurement-time 3
+//! ```
+//!
+//! The state-size measurement is printed before the timed benchmarks (only under `cargo bench`,
+//! i.e. when `--bench` is passed, and not with `--profile-time`), because it reads the process's
+//! resident set and must run on a heap that the benchmarks have not grown yet.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{BatchSize, Criterion, Throughput};
+use usage_tracker::accounting::Accountant;
+use usage_tracker::allocate::{AllocationPolicy, CostAllocator};
+use usage_tracker::ingest::{self, Exclusions, Intake};
+use usage_tracker::measure::{Quantity, Resource, ResourceTotals};
+use usage_tracker::standard::registry::RegistryEndpoint;
+use usage_tracker::standard::wire::{RecordDecoder, RecordEncoder};
+use usage_tracker::standard::{
+    CostCategory, CostStatus, EpochMillis, Measurement, MeasurementKind, StandardRecord,
+    UsageEvent, WorkloadSubject, SPEC_VERSION, USAGE_EVENT_TYPE,
+};
+use usage_tracker::window::{CostLedger, CostLine, Sample, WindowConfig, WindowStore};
+
+const HOUR_MS: i64 = 3_600_000;
+/// 2026-01-01T00:00:00Z, hour-aligned.
+const BASE: EpochMillis = 1_767_225_600_000;
+/// Processing time: one hour after the last window of the data set ends.
+const NOW: EpochMillis = BASE + 25 * HOUR_MS;
+const GIB: f64 = 1_073_741_824.0;
+
+const CLUSTERS: [&str; 3] = ["gke-prod-eu-west1", "aks-prod-westeurope", "onprem-dc1"];
+const NAMESPACES: usize = 50;
+const WINDOWS: usize = 24;
+/// Messages per timed batch of the hot path.
+const BATCH: usize = 10_000;
+/// Sample period of the producers (Elastic Agent's default is 10 s).
+const PERIOD_MS: i64 = 10_000;
+
+const PLATFORM: [&str; 9] = [
+    "argocd",
+    "consul",
+    "minio",
+    "kafka",
+    "postgres",
+    "keycloak",
+    "vault",
+    "ferris-ui",
+    "monitoring",
+];
+
+fn namespace_name(i: usize) -> String {
+    match PLATFORM.get(i) {
+        Some(name) => (*name).to_owned(),
+        None => format!("project-{:02}", i - PLATFORM.len()),
+    }
+}
+
+fn measurement(resource: &str, kind: MeasurementKind, quantity: f64, unit: &str) -> Measurement {
+    Measurement {
+        resource: resource.into(),
+        kind,
+        quantity,
+        unit: unit.into(),
+    }
+}
+
+/// Message `j` of the data set: a pod sample shaped like `generate::pod_sample` (2 to 5
+/// measurements, 2 or 3 labels), spread over 3 clusters x 50 namespaces x 24 hourly windows,
+/// every id unique.
+fn pod_event(j: usize) -> UsageEvent {
+    let cluster = CLUSTERS[j % CLUSTERS.len()];
+    let ns = namespace_name((j / CLUSTERS.len()) % NAMESPACES);
+    let window = (j / (CLUSTERS.len() * NAMESPACES)) % WINDOWS;
+    let end = BASE + window as i64 * HOUR_MS + PERIOD_MS * (1 + (j % 359) as i64);
+    let replica = j % 7;
+    let hash = (j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 44;
+    let pod = format!("{ns}-worker-7d9f8c6b5-{hash:05x}");
+    let p = PERIOD_MS as f64 / 1000.0;
+    let cores = 0.05 + 0.01 * (j % 50) as f64;
+    let memory = (0.25 + 0.05 * (j % 20) as f64) * GIB;
+    let all = [
+        measurement("cpu", MeasurementKind::Usage, cores * p, "core_seconds"),
+        measurement("memory", MeasurementKind::Usage, memory * p, "byte_seconds"),
+        measurement("cpu", MeasurementKind::Request, 0.5 * p, "core_seconds"),
+        measurement("memory", MeasurementKind::Request, GIB * p, "byte_seconds"),
+        measurement("cpu", MeasurementKind::Limit, 1.0 * p, "core_seconds"),
+    ];
+    let mut labels = BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), format!("{ns}-worker")),
+        ("app.kubernetes.io/part-of".to_owned(), ns.clone()),
+    ]);
+    if j % 2 == 0 {
+        labels.insert("team".to_owned(), format!("team-{}", j % 5));
+    }
+    UsageEvent {
+        specversion: SPEC_VERSION.into(),
+        id: format!("pod/{ns}/{pod}/{end}/{j}"),
+        source: format!("//elastic-agent/{cluster}/node-{replica}"),
+        event_type: USAGE_EVENT_TYPE.into(),
+        time: end,
+        start: end - PERIOD_MS,
+        end,
+        subject: WorkloadSubject {
+            cluster_id: cluster.into(),
+            cluster_name: Some(format!("{cluster} (production)")),
+            namespace: Some(ns.clone()),
+            pod_name: Some(pod.clone()),
+            pod_uid: Some(format!("3f2b8c1e-{hash:05x}-4d1a-9b7e-{j:012x}")),
+            container_name: None,
+            node_name: Some(format!("{cluster}-pool-1-node-{replica}")),
+            workload_kind: Some("Deployment".into()),
+            workload_name: Some(format!("{ns}-worker")),
+            labels,
+        },
+        measurements: all[..2 + j % 4].to_vec(),
+    }
+}
+
+/// Validated sample of an event, panicking on anything but acceptance.
+fn accept(event: &UsageEvent) -> Sample {
+    let config = WindowConfig::default();
+    match ingest::usage_sample(event, &Exclusions::default(), NOW, config.future_skew_ms) {
+        Ok(Intake::Accepted(sample)) => sample,
+        other => panic!("benchmark event not accepted: {other:?}"),
+    }
+}
+
+/// Encoded messages, their decoded events and samples, and a warm decoder.
+struct HotPath {
+    payloads: Vec<Vec<u8>>,
+    events: Vec<UsageEvent>,
+    samples: Vec<Sample>,
+    decoder: RecordDecoder<UsageEvent>,
+    /// A store already holding every (cluster, namespace, window) key of the batch, with
+    /// different event ids: applying the batch measures steady state, not key creation.
+    warm_store: WindowStore,
+    // Kept alive for the decoder's registry client.
+    _registry: registry_standin::RunningRegistry,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl HotPath {
+    fn new() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let events: Vec<UsageEvent> = (0..BATCH).map(pod_event).collect();
+        let (registry, payloads, decoder) = runtime.block_on(async {
+            let registry = registry_standin::spawn("127.0.0.1:0".parse().unwrap())
+                .await
+                .expect("registry stand-in");
+            let endpoint = RegistryEndpoint::new(registry.url());
+            let encoder = RecordEncoder::<UsageEvent>::new(
+                endpoint.sr_settings().unwrap(),
+                UsageEvent::DEFAULT_TOPIC,
+            );
+            let mut payloads = Vec::with_capacity(events.len());
+            for event in &events {
+                payloads.push(encoder.encode(event).await.expect("encode"));
+            }
+            let decoder = RecordDecoder::<UsageEvent>::new(endpoint.sr_settings().unwrap());
+            // Fetches and caches the writer schema: from here on decode_cached hits.
+            let first = decoder.decode(&payloads[0]).await.expect("decode");
+            assert_eq!(first, events[0]);
+            (registry, payloads, decoder)
+        });
+        for (payload, event) in payloads.iter().zip(&events) {
+            let decoded = decoder.decode_cached(payload).expect("cached").unwrap();
+            assert_eq!(&decoded, event, "round trip");
+        }
+        let samples: Vec<Sample> = events.iter().map(accept).collect();
+        let mut warm_store = WindowStore::new(WindowConfig::default());
+        for j in 0..CLUSTERS.len() * NAMESPACES * WINDOWS {
+            let mut event = pod_event(j);
+            event.id.push_str("/warm-up");
+            warm_store.apply(&accept(&event));
+        }
+        warm_store.take_unsaved_seen();
+        assert_eq!(
+            warm_store.open_keys(),
+            CLUSTERS.len() * NAMESPACES * WINDOWS
+        );
+        let bytes: usize = payloads.iter().map(Vec::len).sum();
+        let measurements: usize = events.iter().map(|e| e.measurements.len()).sum();
+        println!(
+            "hot path data set: {} messages, {:.0} bytes/message on average, {:.2} measurements/message, {} open keys",
+            payloads.len(),
+            bytes as f64 / payloads.len() as f64,
+            measurements as f64 / events.len() as f64,
+            warm_store.open_keys(),
+        );
+        Self {
+            payloads,
+            events,
+            samples,
+            decoder,
+            warm_store,
+            _registry: registry,
+            _runtime: runtime,
+        }
+    }
+}
+
+fn bench_hot_path(c: &mut Criterion, hot: &HotPath) {
+    let exclusions = Exclusions::default();
+    let skew = WindowConfig::default().future_skew_ms;
+    let mut group = c.benchmark_group("hot_path");
+    group.throughput(Throughput::Elements(BATCH as u64));
+
+    group.bench_function("decode", |b| {
+        b.iter(|| {
+            for payload in &hot.payloads {
+                black_box(hot.decoder.decode_cached(black_box(payload)));
+            }
+        })
+    });
+
+    group.bench_function("ingest", |b| {
+        b.iter(|| {
+            for event in &hot.events {
+                black_box(ingest::usage_sample(
+                    black_box(event),
+                    &exclusions,
+                    NOW,
+                    skew,
+                ))
+                .ok();
+            }
+        })
+    });
+
+    group.bench_function("apply", |b| {
+        b.iter_batched(
+            || hot.warm_store.clone(),
+            |mut store| {
+                for sample in &hot.samples {
+                    black_box(store.apply(black_box(sample)));
+                }
+                store
+            },
+            BatchSize::PerIteration,
+        )
+    });
+
+    group.bench_function("decode_ingest_apply", |b| {
+        b.iter_batched(
+            || hot.warm_store.clone(),
+            |mut store| {
+                for payload in &hot.payloads {
+                    let event = hot
+                        .decoder
+                        .decode_cached(black_box(payload))
+                        .expect("cached schema")
+                        .expect("decodes");
+                    if let Ok(Intake::Accepted(sample)) =
+                        ingest::usage_sample(&event, &exclusions, NOW, skew)
+                    {
+                        black_box(store.apply(&sample));
+                    }
+                }
+                store
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+/// A node's allocatable capacity over one sample period (a cluster-scoped event).
+fn capacity_sample(cluster: &str, node: usize, end: EpochMillis) -> Sample {
+    let p = PERIOD_MS as f64 / 1000.0;
+    let event = UsageEvent {
+        specversion: SPEC_VERSION.into(),
+        id: format!("node/{node}/{end}"),
+        source: format!("//elastic-agent/{cluster}"),
+        event_type: USAGE_EVENT_TYPE.into(),
+        time: end,
+        start: end - PERIOD_MS,
+        end,
+        subject: WorkloadSubject {
+            cluster_id: cluster.into(),
+            cluster_name: Some(format!("{cluster} (production)")),
+            namespace: None,
+            node_name: Some(format!("{cluster}-pool-1-node-{node}")),
+            workload_kind: Some("Node".into()),
+            ..Default::default()
+        },
+        measurements: vec![
+            // 3600 s x 32 cores (and 128 GiB) per node, spread as one 10 s sample per window
+            // scaled up: the allocation only sees per-window sums.
+            measurement(
+                "cpu",
+                MeasurementKind::Capacity,
+                32.0 * 360.0 * p,
+                "core_seconds",
+            ),
+            measurement(
+                "memory",
+                MeasurementKind::Capacity,
+                128.0 * GIB * 360.0 * p,
+                "byte_seconds",
+            ),
+        ],
+    };
+    accept(&event)
+}
+
+fn bill_line(cluster: &str, name: &str, category: CostCategory, amount: i64) -> CostLine {
+    CostLine {
+        source: "//billing/gcp-export".into(),
+        id: format!("{cluster}/{name}/{BASE}"),
+        revision: 1,
+        cluster_id: cluster.into(),
+        namespace: (category == CostCategory::Storage).then(|| namespace_name(10)),
+        category,
+        status: CostStatus::Final,
+        currency: "EUR".into(),
+        start: BASE,
+        end: BASE + WINDOWS as i64 * HOUR_MS,
+        amount,
+    }
+}
+
+/// Store and ledger of 3 clusters x 50 namespaces x 24 windows with node capacity and 4 bill
+/// lines per cluster (compute, memory, a namespace-tagged storage line, a license line split by
+/// policy weights), every window changed since the last checkpoint.
+fn checkpoint_state() -> (WindowStore, CostLedger) {
+    let config = WindowConfig::default();
+    let mut accountant = Accountant::new(
+        WindowStore::new(config),
+        CostLedger::new(config.spec),
+        CostAllocator::new(AllocationPolicy::default()),
+        None,
+    );
+    for j in 0..CLUSTERS.len() * NAMESPACES * WINDOWS {
+        let mut event = pod_event(j);
+        // Every key gets usage, requests and limits.
+        event.measurements = pod_event(3).measurements;
+        accountant.usage(&accept(&event));
+    }
+    for (c, cluster) in CLUSTERS.iter().enumerate() {
+        for w in 0..WINDOWS as i64 {
+            for node in 0..3 {
+                let end = BASE + w * HOUR_MS + PERIOD_MS * (1 + node as i64 + c as i64);
+                accountant.usage(&capacity_sample(cluster, node, end));
+            }
+        }
+        for (name, category, amount) in [
+            ("compute", CostCategory::Compute, 2_231_000_000),
+            ("memory", CostCategory::Memory, 1_180_000_000),
+            ("bucket", CostCategory::Storage, 54_321_000),
+            ("license", CostCategory::License, 480_000_000),
+        ] {
+            accountant.cost(bill_line(cluster, name, category, amount));
+        }
+    }
+    let store = accountant.store().clone();
+    let ledger = accountant.ledger_mut().clone();
+    (store, ledger)
+}
+
+fn accountant(store: &WindowStore, ledger: &CostLedger) -> Accountant {
+    Accountant::new(
+        store.clone(),
+        ledger.clone(),
+        CostAllocator::new(AllocationPolicy::default()),
+        None,
+    )
+}
+
+fn bench_checkpoint(c: &mut Criterion) {
+    let (all_store, all_ledger) = checkpoint_state();
+
+    // After a first checkpoint, one new sample per (cluster, namespace) in the current
+    // (last) window: the common case of a checkpoint every few seconds.
+    let mut first = accountant(&all_store, &all_ledger);
+    let all_records = first.take_checkpoint().records.len();
+    for j in 0..CLUSTERS.len() * NAMESPACES {
+        let mut event = pod_event(j + CLUSTERS.len() * NAMESPACES * (WINDOWS - 1));
+        event.id.push_str("/next");
+        first.usage(&accept(&event));
+    }
+    let hour_store = first.store().clone();
+    let hour_ledger = first.ledger_mut().clone();
+    let hour_records = accountant(&hour_store, &hour_ledger)
+        .take_checkpoint()
+        .records
+        .len();
+    println!(
+        "checkpoint data set: {} cluster windows, {} open keys; {all_records} records when every \
+         window changed, {hour_records} when only the current hour changed",
+        all_store.cluster_windows().len(),
+        all_store.open_keys(),
+    );
+
+    let mut group = c.benchmark_group("checkpoint");
+    for (name, store, ledger, records) in [
+        ("all_windows_changed", &all_store, &all_ledger, all_records),
+        (
+            "current_hour_changed",
+            &hour_store,
+            &hour_ledger,
+            hour_records,
+        ),
+    ] {
+        group.throughput(Throughput::Elements(records as u64));
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || accountant(store, ledger),
+                |mut accountant| {
+                    let checkpoint = accountant.take_checkpoint();
+                    (accountant, checkpoint)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    // Parts of take_checkpoint that are public on their own, to see where the time goes.
+    group.throughput(Throughput::Elements(all_records as u64));
+    group.bench_function("all_windows_changed/export_changed_only", |b| {
+        b.iter(|| black_box(all_store.export_changed()))
+    });
+    group.bench_function("all_windows_changed/changed_views_only", |b| {
+        b.iter(|| black_box(all_store.changed().len()))
+    });
+    group.finish();
+}
+
+/// Resident set size of this process, in bytes.
+fn rss_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kib: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+/// A sample with cpu usage, cpu request and memory usage for one key.
+fn key_sample(cluster: &Arc<str>, namespace: &str, window: usize, n: u64) -> Sample {
+    let end = BASE + window as i64 * HOUR_MS + PERIOD_MS * (1 + (n % 359) as i64);
+    let q = |v: f64| Quantity::from_units(v).unwrap();
+    Sample {
+        dedup_key: ingest::dedup_key("//state-size", &n.to_string()),
+        cluster_id: cluster.clone(),
+        cluster_name: None,
+        namespace: Some(Arc::from(namespace)),
+        start: end - PERIOD_MS,
+        end,
+        quantities: vec![
+            (Resource::Cpu, MeasurementKind::Usage, q(1.5)),
+            (Resource::Cpu, MeasurementKind::Request, q(5.0)),
+            (Resource::Memory, MeasurementKind::Usage, q(1e10)),
+        ],
+    }
+}
+
+/// Prints the window state held per open key and per deduplicated event, from the resident set.
+fn report_state_size() {
+    const CLUSTERS_N: usize = 3;
+    const NAMESPACES_N: usize = 1_389;
+    const KEYS: usize = CLUSTERS_N * NAMESPACES_N * WINDOWS; // 100 008
+    const EXTRA_EVENTS: u64 = 1_000_000;
+    const CHECKPOINT_EVERY: u64 = 10_000;
+
+    let clusters: Vec<Arc<str>> = (0..CLUSTERS_N)
+        .map(|c| Arc::from(format!("cluster-{c}").as_str()))
+        .collect();
+    let names: Vec<String> = (0..NAMESPACES_N)
+        .map(|n| format!("project-{n:05}"))
+        .collect();
+    let mut store = WindowStore::new(WindowConfig::default());
+    let key_of = |k: usize| {
+        (
+            k % CLUSTERS_N,
+            (k / CLUSTERS_N) % NAMESPACES_N,
+            k / (CLUSTERS_N * NAMESPACES_N),
+        )
+    };
+
+    let before = rss_bytes();
+    for k in 0..KEYS {
+        let (c, n, w) = key_of(k);
+        store.apply(&key_sample(&clusters[c], &names[n], w, k as u64));
+        if (k as u64 + 1) % CHECKPOINT_EVERY == 0 {
+            drop(store.take_unsaved_seen());
+        }
+    }
+    drop(store.take_unsaved_seen());
+    let with_keys = rss_bytes();
+    assert_eq!(store.open_keys(), KEYS);
+
+    for e in 0..EXTRA_EVENTS {
+        let (c, n, w) = key_of((e as usize * 7919) % KEYS);
+        store.apply(&key_sample(&clusters[c], &names[n], w, KEYS as u64 + e));
+        if (e + 1) % CHECKPOINT_EVERY == 0 {
+            drop(store.take_unsaved_seen());
+        }
+    }
+    drop(store.take_unsaved_seen());
+    let with_events = rss_bytes();
+    assert_eq!(store.open_keys(), KEYS);
+    black_box(&store);
+
+    let per_key = (with_keys - before) as f64 / KEYS as f64;
+    let per_event = (with_events - with_keys) as f64 / EXTRA_EVENTS as f64;
+    let totals = std::mem::size_of::<ResourceTotals>();
+    // NamespaceWindow (pub(crate)) = ResourceTotals + revision (i64) + content digest (u64);
+    // a HashMap<Arc<str>, NamespaceWindow> bucket adds the Arc<str> fat pointer.
+    let namespace_window = totals + 16;
+    let bucket = std::mem::size_of::<Arc<str>>() + namespace_window;
+    println!("state size (resident set, {KEYS} keys over {CLUSTERS_N} clusters x {NAMESPACES_N} namespaces x {WINDOWS} windows):");
+    println!(
+        "  size_of ResourceTotals = {totals} B; NamespaceWindow = {namespace_window} B; \
+         HashMap bucket (Arc<str>, NamespaceWindow) = {bucket} B + 1 control byte, \
+         load factor 44-87 %"
+    );
+    println!(
+        "  measured: {per_key:.0} B per open key (its window totals, namespace name and first \
+         event's dedup key); target < 1024 B"
+    );
+    println!(
+        "  measured: {per_event:.1} B per further deduplicated event ({EXTRA_EVENTS} events, \
+         dedup keys held until the window expires)"
+    );
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    // Only under `cargo bench`, not in `cargo test --benches` nor when profiling one benchmark.
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--profile-time") {
+        report_state_size();
+    }
+    let hot = HotPath::new();
+    bench_hot_path(&mut c, &hot);
+    bench_checkpoint(&mut c);
+    c.final_summary();
+}
