@@ -34,6 +34,8 @@ pub struct Settings {
     pub window: WindowSettings,
     /// Checkpointing.
     pub pipeline: PipelineSettings,
+    /// Metrics and health endpoint.
+    pub http: HttpSettings,
     /// Cost allocation.
     pub allocation: AllocationSettings,
     /// Estimated prices until bills arrive.
@@ -181,12 +183,32 @@ pub struct PipelineSettings {
     /// How often records are emitted and state committed.
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
+    /// How long the final flush on SIGTERM may take.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for PipelineSettings {
     fn default() -> Self {
         Self {
             checkpoint_interval: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// `[http]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Address of `/metrics`, `/healthz` and `/readyz`; empty to serve nothing.
+    pub listen: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:9898".into(),
         }
     }
 }
@@ -305,6 +327,15 @@ impl Settings {
         })
     }
 
+    /// The metrics endpoint address, if any.
+    pub fn http_listen(&self) -> anyhow::Result<Option<std::net::SocketAddr>> {
+        let listen = self.http.listen.trim();
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        listen.parse().map(Some).with_context(|| format!("http.listen {listen:?} is not an address"))
+    }
+
     /// The pipeline configuration.
     pub fn pipeline(&self, until_caught_up: bool) -> anyhow::Result<PipelineConfig> {
         let t = &self.topics;
@@ -329,6 +360,8 @@ impl Settings {
             cost_scopes: self.cost_scopes.clone(),
             checkpoint_interval: self.pipeline.checkpoint_interval,
             until_caught_up,
+            http_listen: self.http_listen()?,
+            shutdown_timeout: self.pipeline.shutdown_timeout,
         })
     }
 }

@@ -12,7 +12,9 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::mpsc;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -23,7 +25,9 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
-use crate::accounting::{Accountant, CostAdmission, RateCard};
+use crate::accounting::{Accountant, Checkpoint, CostAdmission, RateCard};
+use crate::http::{self, Health};
+use crate::metrics::Metrics;
 use crate::allocate::{AllocationPolicy, CostAllocator};
 use crate::ingest::{self, CostScope, DeadLetterReason, Exclusions, Intake, Rejection};
 use crate::kafka::{KafkaConnection, TopicSpec};
@@ -31,7 +35,7 @@ use crate::sink::kafka::{DeadLetter, KafkaSink};
 use crate::sink::postgres::{CommitError, PartitionPosition, PostgresSink, RestoredState};
 use crate::standard::registry::RegistryEndpoint;
 use crate::standard::wire::{RecordDecoder, WireError};
-use crate::standard::{CostEvent, EpochMillis, UsageEvent};
+use crate::standard::{CostEvent, EpochMillis, UsageEvent, WindowStatus};
 use crate::window::{Admission, CostLedger, Watermarks, WindowConfig, WindowStore};
 
 /// Topics the tracker reads and writes.
@@ -78,9 +82,13 @@ pub struct PipelineConfig {
     pub checkpoint_interval: Duration,
     /// Stop once everything available at start is processed (CronJob mode).
     pub until_caught_up: bool,
+    /// Address of `/metrics`, `/healthz`, `/readyz`; `None` serves nothing.
+    pub http_listen: Option<SocketAddr>,
+    /// How long the final flush on shutdown may take.
+    pub shutdown_timeout: Duration,
 }
 
-/// Counters of one run, also logged at the end.
+/// Counters of one run, read from the metrics at the end and logged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunSummary {
     /// Messages read per topic.
@@ -92,19 +100,45 @@ pub struct RunSummary {
     /// Duplicates skipped.
     pub duplicates: u64,
     /// Events left out by exclusion rules, per rule.
-    pub excluded: BTreeMap<&'static str, u64>,
-    /// Bill lines applied (new or corrected).
-    pub cost_applied: u64,
-    /// Bill lines that changed nothing (replays).
-    pub cost_unchanged: u64,
+    pub excluded: BTreeMap<String, u64>,
+    /// Bill lines per outcome (applied, unchanged).
+    pub cost_lines: BTreeMap<String, u64>,
     /// Dead letters per reason.
-    pub dead_letters: BTreeMap<&'static str, u64>,
-    /// Records published.
-    pub records_emitted: u64,
+    pub dead_letters: BTreeMap<String, u64>,
+    /// Records published per window status.
+    pub records_emitted: BTreeMap<String, u64>,
     /// Checkpoints committed (one per slot and interval).
     pub checkpoints: u64,
-    /// Slots claimed over the run.
-    pub slots_claimed: u64,
+}
+
+impl RunSummary {
+    fn from_metrics(m: &Metrics) -> Self {
+        Self {
+            consumed: counts(&m.consumed),
+            usage_applied: m.usage_applied.get(),
+            usage_late: m.late.get(),
+            duplicates: m.duplicates.get(),
+            excluded: counts(&m.excluded),
+            cost_lines: counts(&m.cost_lines),
+            dead_letters: counts(&m.dead_letters),
+            records_emitted: counts(&m.records),
+            checkpoints: m.checkpoints.get(),
+        }
+    }
+}
+
+/// Value per label of a one-label counter.
+fn counts(counter: &prometheus::IntCounterVec) -> BTreeMap<String, u64> {
+    use prometheus::core::Collector;
+    counter
+        .collect()
+        .iter()
+        .flat_map(|family| family.get_metric())
+        .filter_map(|m| {
+            let label = m.get_label().first()?.value().to_owned();
+            Some((label, m.get_counter().get_value() as u64))
+        })
+        .collect()
 }
 
 type PartitionKey = (String, i32);
@@ -179,8 +213,8 @@ struct Pipeline {
     cost_decoder: RecordDecoder<CostEvent>,
     kafka_sink: KafkaSink,
     postgres: PostgresSink,
-    summary: RunSummary,
-    assigned_once: bool,
+    metrics: Metrics,
+    health: Arc<Health>,
 }
 
 /// Runs the tracker until `shutdown` resolves (or, in `until_caught_up` mode, until the input
@@ -193,9 +227,15 @@ pub async fn run(
     let postgres = PostgresSink::connect(&config.database_url)
         .await
         .context("connecting to Postgres")?;
+    let metrics = Metrics::new();
+    let health = Arc::new(Health::new(metrics.clone(), postgres.pool().clone(), config.registry.url.clone()));
+    if let Some(listen) = config.http_listen {
+        http::serve(listen, health.clone()).await.with_context(|| format!("serving http on {listen}"))?;
+    }
     let (changes_tx, changes) = mpsc::channel();
     let consumer = subscribe(&config, changes_tx)?;
-    let mut pipeline = Pipeline::new(config, postgres)?;
+    health.broker_ok.store(true, Ordering::Relaxed);
+    let mut pipeline = Pipeline::new(config, postgres, metrics, health)?;
     tokio::pin!(shutdown);
     let mut last_checkpoint = Instant::now();
     let mut last_message = Instant::now();
@@ -219,9 +259,14 @@ pub async fn run(
             received = next => match received {
                 Ok(Ok(message)) => {
                     pipeline.process(&message).await;
+                    pipeline.health.broker_ok.store(true, Ordering::Relaxed);
                     last_message = Instant::now();
                 }
-                Ok(Err(error)) => { warn!(%error, "consumer error"); tokio::time::sleep(Duration::from_millis(500)).await; }
+                Ok(Err(error)) => {
+                    warn!(%error, "consumer error");
+                    pipeline.health.broker_ok.store(false, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
                 Err(_idle) => {}
             }
         }
@@ -230,9 +275,13 @@ pub async fn run(
             last_checkpoint = Instant::now();
         }
     }
-    pipeline.checkpoint_all(&consumer).await;
-    info!(summary = ?pipeline.summary, "stopped");
-    Ok(pipeline.summary)
+    let deadline = pipeline.config.shutdown_timeout;
+    if tokio::time::timeout(deadline, pipeline.checkpoint_all(&consumer)).await.is_err() {
+        warn!(?deadline, "final checkpoint did not finish in time; the next start resumes from the last one");
+    }
+    let summary = RunSummary::from_metrics(&pipeline.metrics);
+    info!(?summary, "stopped");
+    Ok(summary)
 }
 
 async fn ensure_topics(config: &PipelineConfig) -> anyhow::Result<()> {
@@ -297,7 +346,7 @@ fn now_ms() -> EpochMillis {
 }
 
 impl Pipeline {
-    fn new(config: PipelineConfig, postgres: PostgresSink) -> anyhow::Result<Self> {
+    fn new(config: PipelineConfig, postgres: PostgresSink, metrics: Metrics, health: Arc<Health>) -> anyhow::Result<Self> {
         let registry = config.registry.sr_settings()?;
         let kafka_sink = KafkaSink::new(
             &config.kafka,
@@ -314,8 +363,8 @@ impl Pipeline {
             slots: BTreeMap::new(),
             kafka_sink,
             postgres,
-            summary: RunSummary::default(),
-            assigned_once: false,
+            metrics,
+            health,
         })
     }
 
@@ -332,11 +381,12 @@ impl Pipeline {
                     // and the next owner redoes this work from the last checkpoint.
                     self.checkpoint(consumer, slot).await;
                     self.slots.remove(&slot);
+                    self.metrics.watermark.remove_label_values(&[&slot.to_string()]).ok();
                 }
                 info!(?partitions, "revoked");
             }
             AssignmentChange::Assigned(partitions) => {
-                self.assigned_once = true;
+                self.health.assigned.store(true, Ordering::Relaxed);
                 let mut slots: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
                 slots.sort_unstable();
                 slots.dedup();
@@ -384,7 +434,7 @@ impl Pipeline {
         let slot_state = self.restore(epoch, restored, positions, targets)?;
         self.slots.insert(slot, slot_state);
         consumer.resume(&tpl).context("resuming partitions")?;
-        self.summary.slots_claimed += 1;
+        self.metrics.slots.set(self.slots.len() as i64);
         Ok(())
     }
 
@@ -430,7 +480,7 @@ impl Pipeline {
     }
 
     fn caught_up(&self) -> bool {
-        self.assigned_once
+        self.health.assigned.load(Ordering::Relaxed)
             && self.slots.values().all(|slot| {
                 slot.targets.iter().all(|(key, end)| {
                     *end == 0 || slot.positions.get(key).is_some_and(|p| p >= end)
@@ -444,7 +494,7 @@ impl Pipeline {
         if !self.slots.contains_key(&slot_id) {
             return; // Fetched before a revocation: the slot's new owner reads it.
         }
-        *self.summary.consumed.entry(topic.clone()).or_default() += 1;
+        self.metrics.consumed.with_label_values(&[&topic]).inc();
         let outcome = if topic == self.config.topics.usage_events {
             self.process_usage(slot_id, message).await
         } else {
@@ -454,11 +504,7 @@ impl Pipeline {
             return;
         };
         if let Err(rejection) = outcome {
-            *self
-                .summary
-                .dead_letters
-                .entry(rejection.reason.as_str())
-                .or_default() += 1;
+            self.metrics.dead_letters.with_label_values(&[rejection.reason.as_str()]).inc();
             warn!(topic, partition = slot_id, offset = message.offset(), reason = rejection.reason.as_str(), detail = %rejection.detail, "dead letter");
             slot.dead_letters.push(DeadLetter {
                 key: message.key().map(<[u8]>::to_vec),
@@ -480,6 +526,7 @@ impl Pipeline {
         message: &BorrowedMessage<'_>,
     ) -> Result<(), Rejection> {
         let event = decode(&self.usage_decoder, message).await?;
+        self.metrics.decoded.with_label_values(&[message.topic()]).inc();
         let now = now_ms();
         let intake = ingest::usage_sample(
             &event,
@@ -490,7 +537,7 @@ impl Pipeline {
         let sample = match intake {
             Intake::Accepted(sample) => sample,
             Intake::Excluded(rule) => {
-                *self.summary.excluded.entry(rule.as_str()).or_default() += 1;
+                self.metrics.excluded.with_label_values(&[rule.as_str()]).inc();
                 return Ok(());
             }
             Intake::Empty => return Ok(()),
@@ -501,12 +548,12 @@ impl Pipeline {
         slot.watermarks
             .observe(message.topic(), slot_id, sample.end, now);
         match slot.accountant.usage(&sample) {
-            Admission::Applied => self.summary.usage_applied += 1,
+            Admission::Applied => self.metrics.usage_applied.inc(),
             Admission::AppliedLate => {
-                self.summary.usage_applied += 1;
-                self.summary.usage_late += 1;
+                self.metrics.usage_applied.inc();
+                self.metrics.late.inc();
             }
-            Admission::Duplicate => self.summary.duplicates += 1,
+            Admission::Duplicate => self.metrics.duplicates.inc(),
             Admission::TooLate => {
                 return Err(Rejection {
                     reason: DeadLetterReason::TooLate,
@@ -526,11 +573,12 @@ impl Pipeline {
         message: &BorrowedMessage<'_>,
     ) -> Result<(), Rejection> {
         let event = decode(&self.cost_decoder, message).await?;
+        self.metrics.decoded.with_label_values(&[message.topic()]).inc();
         let line =
             match ingest::cost_line(&event, &self.config.exclusions, &self.config.cost_scopes)? {
                 Intake::Accepted(line) => line,
                 Intake::Excluded(rule) => {
-                    *self.summary.excluded.entry(rule.as_str()).or_default() += 1;
+                    self.metrics.excluded.with_label_values(&[rule.as_str()]).inc();
                     return Ok(());
                 }
                 Intake::Empty => return Ok(()),
@@ -539,8 +587,8 @@ impl Pipeline {
             return Ok(());
         };
         match slot.accountant.cost(line) {
-            CostAdmission::Applied => self.summary.cost_applied += 1,
-            CostAdmission::Unchanged => self.summary.cost_unchanged += 1,
+            CostAdmission::Applied => self.metrics.cost_lines.with_label_values(&["applied"]).inc(),
+            CostAdmission::Unchanged => self.metrics.cost_lines.with_label_values(&["unchanged"]).inc(),
             CostAdmission::TooLate => {
                 return Err(Rejection {
                     reason: DeadLetterReason::TooLate,
@@ -588,15 +636,24 @@ impl Pipeline {
             })
             .collect();
         let epoch = slot.epoch;
+        let newest_event = slot.watermarks.max_event_times().map(|(_, _, t)| t).max();
+        let open_keys = self.slots.values().map(|s| s.accountant.store().open_keys() as i64);
+        self.metrics.windows_open.set(open_keys.sum());
         let mut backoff = Duration::from_millis(200);
         loop {
             let attempt = async {
-                self.kafka_sink.publish(&checkpoint.records).await?;
-                self.kafka_sink.tombstones(&checkpoint.withdrawn).await?;
-                self.kafka_sink.dead_letters(&dead_letters).await?;
-                self.postgres
-                    .commit(slot_id, epoch, &checkpoint, &positions)
-                    .await?;
+                let kafka_items =
+                    checkpoint.records.len() + checkpoint.withdrawn.len() + dead_letters.len();
+                timed(&self.metrics, "kafka", kafka_items, async {
+                    self.kafka_sink.publish(&checkpoint.records).await?;
+                    self.kafka_sink.tombstones(&checkpoint.withdrawn).await?;
+                    self.kafka_sink.dead_letters(&dead_letters).await
+                })
+                .await?;
+                timed(&self.metrics, "postgres", checkpoint.records.len(), async {
+                    self.postgres.commit(slot_id, epoch, &checkpoint, &positions).await
+                })
+                .await?;
                 anyhow::Ok(())
             };
             match attempt.await {
@@ -616,8 +673,7 @@ impl Pipeline {
                 }
             }
         }
-        self.summary.records_emitted += checkpoint.records.len() as u64;
-        self.summary.checkpoints += 1;
+        self.observe_checkpoint(slot_id, &checkpoint, newest_event);
         // Also in the group's offsets, so standard Kafka tooling shows the lag (Postgres stays
         // the source of truth).
         let mut tpl = TopicPartitionList::new();
@@ -627,7 +683,55 @@ impl Pipeline {
         if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
             warn!(%error, "committing offsets to the group (monitoring only)");
         }
+        self.observe_lag(consumer, &positions);
     }
+
+    fn observe_checkpoint(&self, slot_id: i32, checkpoint: &Checkpoint, newest_event: Option<EpochMillis>) {
+        let m = &self.metrics;
+        m.checkpoints.inc();
+        for record in &checkpoint.records {
+            let status = if record.window_status == WindowStatus::Closed { "closed" } else { "open" };
+            m.records.with_label_values(&[status]).inc();
+            if record.revision > 1 {
+                m.revisions.inc();
+            }
+        }
+        m.withdrawn.inc_by(checkpoint.withdrawn.len() as u64);
+        for ((currency, kind), change) in &checkpoint.cost_changes {
+            m.cost_micros.with_label_values(&[currency.as_str(), kind]).add(*change);
+        }
+        if let Some(w) = checkpoint.watermark {
+            m.watermark.with_label_values(&[&slot_id.to_string()]).set(w / 1000);
+        }
+        if let Some(t) = newest_event.filter(|_| !checkpoint.records.is_empty()) {
+            m.freshness.observe(((now_ms() - t) as f64 / 1000.0).max(0.0));
+        }
+    }
+
+    /// Lag per partition; a cheap metadata call per partition at each checkpoint.
+    fn observe_lag(&self, consumer: &TrackerConsumer, positions: &[PartitionPosition]) {
+        for p in positions {
+            if let Ok((_, high)) = consumer.fetch_watermarks(&p.topic, p.partition, Duration::from_millis(500)) {
+                let lag = (high - p.next_offset).max(0);
+                self.metrics.lag.with_label_values(&[&p.topic, &p.partition.to_string()]).set(lag);
+            }
+        }
+    }
+}
+
+/// Runs one sink write, recording its size, duration and failure.
+async fn timed<T, E>(metrics: &Metrics, sink: &str, items: usize, write: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+    if items == 0 {
+        return write.await;
+    }
+    let started = Instant::now();
+    let result = write.await;
+    metrics.sink_batch.with_label_values(&[sink]).observe(items as f64);
+    metrics.sink_seconds.with_label_values(&[sink]).observe(started.elapsed().as_secs_f64());
+    if result.is_err() {
+        metrics.sink_errors.with_label_values(&[sink]).inc();
+    }
+    result
 }
 
 /// Decodes a payload; a registry outage is retried (never dead-lettered), anything else becomes

@@ -50,7 +50,10 @@ async fn committed_offsets(database_url: &str) -> i64 {
 }
 
 fn config_file(dir: &std::path::Path, name: &str, topics: &[(&str, &str)]) -> std::path::PathBuf {
-    let mut text = format!("[kafka]\ngroup_id = \"{}\"\n\n", common::unique(name));
+    let mut text = format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\n\n[kafka]\ngroup_id = \"{}\"\n\n",
+        common::unique(name)
+    );
     text.push_str("[kafka.consumer_properties]\n\"session.timeout.ms\" = \"6000\"\n\n[kafka.producer_properties]\n\"batch.num.messages\" = \"1\"\n\n[pipeline]\ncheckpoint_interval = \"50ms\"\n\n[topics]\npartitions = 2\n");
     for (key, value) in topics {
         text.push_str(&format!("{key} = \"{value}\"\n"));

@@ -249,6 +249,7 @@ async fn known_input_gives_exact_rows_in_postgres_and_kafka() {
     common::publish(&kafka, &topics.cost_events, &messages).await;
 
     let database_url = common::fresh_database().await;
+    let http_listen = common::free_local_address();
     let config = PipelineConfig {
         kafka: kafka.clone(),
         group_id: common::unique("exact-group"),
@@ -267,6 +268,8 @@ async fn known_input_gives_exact_rows_in_postgres_and_kafka() {
         cost_scopes: vec![],
         checkpoint_interval: Duration::from_millis(300),
         until_caught_up: true,
+        http_listen: Some(http_listen),
+        shutdown_timeout: Duration::from_secs(10),
     };
     let summary = pipeline::run(config, std::future::pending()).await.unwrap();
     assert_eq!(summary.duplicates, 1);
@@ -278,8 +281,64 @@ async fn known_input_gives_exact_rows_in_postgres_and_kafka() {
     );
     assert_eq!(
         summary.dead_letters,
-        BTreeMap::from([("invalid_event", 1), ("not_avro", 1)])
+        BTreeMap::from([
+            ("invalid_event".to_string(), 1),
+            ("not_avro".to_string(), 1)
+        ])
     );
+
+    // The metrics endpoint (still served after the run) tells the same story.
+    let metrics = reqwest::get(format!("http://{http_listen}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |line: &str| -> f64 {
+        let found = metrics
+            .lines()
+            .find(|l| l.starts_with(line))
+            .unwrap_or_else(|| panic!("no {line} in\n{metrics}"));
+        found.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(
+        value(&format!(
+            "usage_tracker_events_consumed_total{{topic=\"{}\"}}",
+            topics.usage_events
+        )),
+        11.0
+    );
+    assert_eq!(
+        value(&format!(
+            "usage_tracker_events_consumed_total{{topic=\"{}\"}}",
+            topics.cost_events
+        )),
+        3.0
+    );
+    assert_eq!(value("usage_tracker_duplicates_total"), 1.0);
+    assert_eq!(
+        value("usage_tracker_dead_letters_total{reason=\"not_avro\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("usage_tracker_dead_letters_total{reason=\"invalid_event\"}"),
+        1.0
+    );
+    assert_eq!(value("usage_tracker_excluded_total{rule=\"cluster\"}"), 1.0);
+    assert_eq!(
+        value("usage_tracker_excluded_total{rule=\"provider\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("usage_tracker_cost_allocated_micros{currency=\"EUR\",kind=\"namespace\"}")
+            + value("usage_tracker_cost_allocated_micros{currency=\"EUR\",kind=\"idle\"}"),
+        21_000_000.0
+    );
+    assert!(value("usage_tracker_records_emitted_total{status=\"closed\"}") >= 6.0);
+    let ready = reqwest::get(format!("http://{http_listen}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
 
     // Expected figures, from the input above.
     // w0: allocated cpu a = max(1800, 3600 + 30) = 3630, b = max(3600, 900) = 3600, idle = 14400 - 7230.

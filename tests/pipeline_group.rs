@@ -95,7 +95,7 @@ async fn two_instances_share_the_work_and_match_one_instance() {
     let dir = tempfile::tempdir().unwrap();
     let config = |name: &str| {
         let text = format!(
-            "[kafka]\ngroup_id = \"{}\"\n\n[kafka.consumer_properties]\n\"session.timeout.ms\" = \"6000\"\n\n\
+            "[http]\nlisten = \"127.0.0.1:0\"\n\n[kafka]\ngroup_id = \"{}\"\n\n[kafka.consumer_properties]\n\"session.timeout.ms\" = \"6000\"\n\n\
              [kafka.producer_properties]\n\"batch.num.messages\" = \"1\"\n\n[pipeline]\ncheckpoint_interval = \"100ms\"\n\n\
              [topics]\npartitions = 4\nusage_events = \"{usage_topic}\"\ncost_events = \"{cost_topic}\"\n\
              usage_records = \"{}\"\ndead_letters = \"{}\"\n",

@@ -3,12 +3,13 @@
 
 pub mod pricing;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::allocate::{Charge, ClusterWindow, CostAllocator, NamespaceShare, IDLE, UNALLOCATED};
 use crate::ingest::DeadLetterReason;
 use crate::measure::{Quantity, Resource, ResourceTotals};
-use crate::standard::{AllocatedCost, EpochMillis, RecordCostStatus, ResourceUsage, UsageRecord};
+use crate::standard::{AllocatedCost, Micros, EpochMillis, RecordCostStatus, ResourceUsage, UsageRecord};
 use crate::window::{
     Admission, ClusterWindowView, CostLedger, CostLine, LedgerChange, PersistedWindow, Sample,
     WindowKey, WindowStore,
@@ -24,6 +25,7 @@ pub struct Accountant {
     allocator: CostAllocator,
     rate_card: Option<RateCard>,
     evicted: Evicted,
+    cost_changes: BTreeMap<(String, &'static str), Micros>,
 }
 
 /// State dropped since the last checkpoint.
@@ -52,6 +54,8 @@ pub struct Checkpoint {
     pub evicted: Evicted,
     /// The watermark reached.
     pub watermark: Option<EpochMillis>,
+    /// Net change of published cost, by (currency, kind: namespace | idle | unallocated).
+    pub cost_changes: BTreeMap<(String, &'static str), Micros>,
 }
 
 /// Outcome of offering a bill line.
@@ -79,6 +83,7 @@ impl Accountant {
             allocator,
             rate_card,
             evicted: Evicted::default(),
+            cost_changes: BTreeMap::new(),
         }
     }
 
@@ -148,10 +153,16 @@ impl Accountant {
                 namespace: Arc::from(record.namespace.as_str()),
                 window_start: record.window_start,
             };
-            let Some(revision) = self.store.next_revision(&key, content_digest(&record)) else {
+            let digest = content_digest(&record);
+            let Some(revision) = self.store.next_revision(&key, digest, record.cost_total_micros) else {
                 continue;
             };
-            record.revision = revision;
+            record.revision = revision.revision;
+            if let Some(currency) = &record.currency {
+                let change = record.cost_total_micros - revision.previous_cost_micros;
+                *self.cost_changes.entry((currency.clone(), cost_kind(&record.namespace))).or_default() += change;
+            }
+            let revision = revision.revision;
             if !is_empty(&record) {
                 records.push(record);
             } else if revision > 1 {
@@ -174,6 +185,7 @@ impl Accountant {
             seen: self.store.take_unsaved_seen(),
             cost_lines: self.ledger.take_unsaved(),
             evicted: std::mem::take(&mut self.evicted),
+            cost_changes: std::mem::take(&mut self.cost_changes),
             watermark: self.store.watermark(),
         };
         self.store.mark_emitted();
@@ -229,6 +241,15 @@ impl Accountant {
                 record(view, namespace, resources, &charges, &shares)
             })
             .collect()
+    }
+}
+
+/// Metric label of a record's namespace.
+fn cost_kind(namespace: &str) -> &'static str {
+    match namespace {
+        IDLE => "idle",
+        UNALLOCATED => "unallocated",
+        _ => "namespace",
     }
 }
 

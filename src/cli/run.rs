@@ -25,12 +25,12 @@ impl RunArgs {
         let config = settings.pipeline(self.until_caught_up)?;
         let summary = pipeline::run(config, shutdown_signal()).await?;
         eprintln!(
-            "consumed {:?}; usage applied {} (late {}), duplicates {}, bill lines applied {}, excluded {:?}, dead letters {:?}, records emitted {}",
+            "consumed {:?}; usage applied {} (late {}), duplicates {}, bill lines {:?}, excluded {:?}, dead letters {:?}, records emitted {:?}",
             summary.consumed,
             summary.usage_applied,
             summary.usage_late,
             summary.duplicates,
-            summary.cost_applied,
+            summary.cost_lines,
             summary.excluded,
             summary.dead_letters,
             summary.records_emitted

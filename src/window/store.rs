@@ -40,6 +40,15 @@ pub enum Admission {
     TooLate,
 }
 
+/// A new revision of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revision {
+    /// The revision number, from 1.
+    pub revision: i64,
+    /// Cost of the previous revision (0 before the first).
+    pub previous_cost_micros: i64,
+}
+
 /// Identity of one usage record.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WindowKey {
@@ -57,6 +66,8 @@ pub(crate) struct NamespaceWindow {
     /// Last emitted revision and a digest of its content.
     pub(crate) revision: i64,
     pub(crate) content_digest: u64,
+    /// Cost of the last emitted revision, for net cost metrics.
+    pub(crate) cost_micros: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -314,7 +325,7 @@ impl WindowStore {
 
     /// Decides the revision of a record with this content: unchanged content keeps its revision
     /// (and is not emitted again), changed content gets the next one.
-    pub fn next_revision(&mut self, key: &WindowKey, content_digest: u64) -> Option<i64> {
+    pub fn next_revision(&mut self, key: &WindowKey, content_digest: u64, cost_micros: i64) -> Option<Revision> {
         let cluster = self
             .windows
             .get_mut(&key.window_start)?
@@ -325,7 +336,11 @@ impl WindowStore {
         }
         entry.revision += 1;
         entry.content_digest = content_digest;
-        Some(entry.revision)
+        let previous_cost_micros = std::mem::replace(&mut entry.cost_micros, cost_micros);
+        Some(Revision {
+            revision: entry.revision,
+            previous_cost_micros,
+        })
     }
 
     /// Clears the changed marks after an emission.
@@ -382,6 +397,8 @@ pub mod persisted {
         pub totals: Vec<[String; 3]>,
         pub revision: i64,
         pub content_digest: String,
+        #[serde(default)]
+        pub cost_micros: i64,
     }
 
     /// One cluster window, flattened.
@@ -446,6 +463,7 @@ fn export_cluster(c: &ClusterWindow) -> persisted::ClusterState {
                 totals,
                 revision: w.revision,
                 content_digest: w.content_digest.to_string(),
+                cost_micros: w.cost_micros,
             };
             (name.to_string(), state)
         })
@@ -491,6 +509,7 @@ fn import_cluster(state: persisted::ClusterState) -> Result<ClusterWindow, Strin
                 totals,
                 revision: ns.revision,
                 content_digest,
+                cost_micros: ns.cost_micros,
             },
         );
     }

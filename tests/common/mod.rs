@@ -187,3 +187,9 @@ pub async fn latest_records(
         }
     }
 }
+
+/// A local address with a port free right now (for endpoints a test scrapes).
+pub fn free_local_address() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}

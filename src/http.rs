@@ -1,0 +1,98 @@
+//! The tracker's HTTP endpoint: `/metrics` (Prometheus), `/healthz` (alive) and `/readyz`
+//! (broker, registry and database reachable, input assigned).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::metrics::Metrics;
+
+/// What `/readyz` looks at; the pipeline keeps the flags current.
+pub struct Health {
+    /// The metrics to render.
+    pub metrics: Metrics,
+    /// The database to ping.
+    pub database: PgPool,
+    /// Base URL of the schema registry to ping.
+    pub registry_url: String,
+    /// Whether the last broker interaction succeeded.
+    pub broker_ok: AtomicBool,
+    /// Whether the consumer group has given this instance its assignment.
+    pub assigned: AtomicBool,
+    http: reqwest::Client,
+}
+
+impl Health {
+    /// Health state for a pipeline.
+    pub fn new(metrics: Metrics, database: PgPool, registry_url: String) -> Self {
+        Self {
+            metrics,
+            database,
+            registry_url,
+            broker_ok: AtomicBool::new(false),
+            assigned: AtomicBool::new(false),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("http client"),
+        }
+    }
+
+    async fn database_ok(&self) -> bool {
+        let ping = sqlx::query("SELECT 1").execute(&self.database);
+        matches!(tokio::time::timeout(Duration::from_secs(2), ping).await, Ok(Ok(_)))
+    }
+
+    async fn registry_ok(&self) -> bool {
+        let url = format!("{}/subjects", self.registry_url.trim_end_matches('/'));
+        matches!(self.http.get(url).send().await, Ok(r) if r.status().is_success())
+    }
+}
+
+/// Serves the endpoints on `listen` until the process ends; returns the bound address.
+pub async fn serve(listen: SocketAddr, health: Arc<Health>) -> std::io::Result<SocketAddr> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(health);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "http endpoint stopped");
+        }
+    });
+    tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
+    Ok(bound)
+}
+
+async fn metrics(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        health.metrics.render(),
+    )
+}
+
+async fn ready(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    let (database, registry) = tokio::join!(health.database_ok(), health.registry_ok());
+    let broker = health.broker_ok.load(Ordering::Relaxed);
+    let assigned = health.assigned.load(Ordering::Relaxed);
+    let ready = database && registry && broker && assigned;
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let body = json!({
+        "ready": ready,
+        "database": word(database),
+        "schema_registry": word(registry),
+        "broker": word(broker),
+        "assignment": if assigned { "assigned" } else { "waiting" },
+    });
+    (status, Json(body))
+}
