@@ -78,8 +78,12 @@ impl Watermarks {
             .filter(|c| now - c.last_seen_at < idle_timeout_ms)
             .map(|c| c.max_event_time)
             .min();
-        // Every partition idle: the freshest one leads, so windows still close.
-        let progress = active.or_else(|| self.partitions.values().map(|c| c.max_event_time).max());
+        // Every partition idle: event time has stopped, so processing time carries the
+        // watermark on (minus the idle timeout), and no window stays open forever.
+        let progress = active.or_else(|| {
+            let freshest = self.partitions.values().map(|c| c.max_event_time).max()?;
+            Some(freshest.max(now - idle_timeout_ms))
+        });
         if let Some(candidate) = progress.map(|t| t - allowed_lateness_ms) {
             self.watermark = Some(self.watermark.map_or(candidate, |w| w.max(candidate)));
         }
@@ -110,6 +114,14 @@ mod tests {
         w.observe("usage", 0, 10_000, 0);
         w.observe("usage", 1, 50_000, 70_000);
         assert_eq!(w.advance(70_001, 1_000, 60_000), Some(49_000));
+    }
+
+    #[test]
+    fn when_every_partition_is_idle_processing_time_moves_the_watermark() {
+        let mut w = Watermarks::default();
+        w.observe("usage", 0, 10_000, 0);
+        assert_eq!(w.advance(30_000, 1_000, 60_000), Some(9_000), "not idle yet");
+        assert_eq!(w.advance(600_000, 1_000, 60_000), Some(539_000));
     }
 
     #[test]
