@@ -15,6 +15,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::metrics::Metrics;
+use crate::standard::registry::RegistryEndpoint;
 
 /// What `/readyz` looks at; the pipeline keeps the flags current.
 pub struct Health {
@@ -22,8 +23,8 @@ pub struct Health {
     pub metrics: Metrics,
     /// The database to ping.
     pub database: PgPool,
-    /// Base URL of the schema registry to ping.
-    pub registry_url: String,
+    /// The schema registry to ping (with its credentials).
+    pub registry: RegistryEndpoint,
     /// Whether the last broker interaction succeeded.
     pub broker_ok: AtomicBool,
     /// Whether the consumer group has given this instance its assignment.
@@ -33,25 +34,35 @@ pub struct Health {
 
 impl Health {
     /// Health state for a pipeline.
-    pub fn new(metrics: Metrics, database: PgPool, registry_url: String) -> Self {
+    pub fn new(metrics: Metrics, database: PgPool, registry: RegistryEndpoint) -> Self {
         Self {
             metrics,
             database,
-            registry_url,
+            registry,
             broker_ok: AtomicBool::new(false),
             assigned: AtomicBool::new(false),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("http client"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .expect("http client"),
         }
     }
 
     async fn database_ok(&self) -> bool {
         let ping = sqlx::query("SELECT 1").execute(&self.database);
-        matches!(tokio::time::timeout(Duration::from_secs(2), ping).await, Ok(Ok(_)))
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), ping).await,
+            Ok(Ok(_))
+        )
     }
 
     async fn registry_ok(&self) -> bool {
-        let url = format!("{}/subjects", self.registry_url.trim_end_matches('/'));
-        matches!(self.http.get(url).send().await, Ok(r) if r.status().is_success())
+        let url = format!("{}/subjects", self.registry.url.trim_end_matches('/'));
+        let mut request = self.http.get(url);
+        if let Some(user) = &self.registry.username {
+            request = request.basic_auth(user, self.registry.password.as_deref());
+        }
+        matches!(request.send().await, Ok(r) if r.status().is_success())
     }
 }
 
@@ -85,7 +96,11 @@ async fn ready(State(health): State<Arc<Health>>) -> impl IntoResponse {
     let broker = health.broker_ok.load(Ordering::Relaxed);
     let assigned = health.assigned.load(Ordering::Relaxed);
     let ready = database && registry && broker && assigned;
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };
     let body = json!({
         "ready": ready,

@@ -2,8 +2,8 @@
 //! several pipelines in one process (tests) keep separate counts.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric the tracker exports, prefixed `usage_tracker_`.
@@ -57,32 +57,50 @@ pub struct Metrics {
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(format!("usage_tracker_{name}"), help).expect("valid metric");
-    registry.register(Box::new(c.clone())).expect("unique metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
     c
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(format!("usage_tracker_{name}"), help), labels).expect("valid metric");
-    registry.register(Box::new(c.clone())).expect("unique metric");
+    let c = IntCounterVec::new(Opts::new(format!("usage_tracker_{name}"), help), labels)
+        .expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
     c
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(format!("usage_tracker_{name}"), help), labels).expect("valid metric");
-    registry.register(Box::new(g.clone())).expect("unique metric");
+    let g = IntGaugeVec::new(Opts::new(format!("usage_tracker_{name}"), help), labels)
+        .expect("valid metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
     g
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(format!("usage_tracker_{name}"), help).expect("valid metric");
-    registry.register(Box::new(g.clone())).expect("unique metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
     g
 }
 
-fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+fn histogram_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
     let opts = HistogramOpts::new(format!("usage_tracker_{name}"), help).buckets(buckets);
     let h = HistogramVec::new(opts, labels).expect("valid metric");
-    registry.register(Box::new(h.clone())).expect("unique metric");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("unique metric");
     h
 }
 
@@ -104,29 +122,84 @@ impl Metrics {
             .buckets(vec![1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0]),
         )
         .expect("valid metric");
-        r.register(Box::new(freshness.clone())).expect("unique metric");
+        r.register(Box::new(freshness.clone()))
+            .expect("unique metric");
         Self {
             consumed: counter_vec(&r, "events_consumed_total", "Messages read", &["topic"]),
-            decoded: counter_vec(&r, "events_decoded_total", "Messages decoded into standard events", &["topic"]),
+            decoded: counter_vec(
+                &r,
+                "events_decoded_total",
+                "Messages decoded into standard events",
+                &["topic"],
+            ),
             usage_applied: counter(&r, "usage_applied_total", "Usage samples counted"),
-            late: counter(&r, "late_events_total", "Usage samples counted into closed windows (new revisions)"),
-            duplicates: counter(&r, "duplicates_total", "Events whose (source, id) was seen before"),
-            excluded: counter_vec(&r, "excluded_total", "Events left out by exclusion rules", &["rule"]),
-            dead_letters: counter_vec(&r, "dead_letters_total", "Messages sent to the dead-letter topic", &["reason"]),
+            late: counter(
+                &r,
+                "late_events_total",
+                "Usage samples counted into closed windows (new revisions)",
+            ),
+            duplicates: counter(
+                &r,
+                "duplicates_total",
+                "Events whose (source, id) was seen before",
+            ),
+            excluded: counter_vec(
+                &r,
+                "excluded_total",
+                "Events left out by exclusion rules",
+                &["rule"],
+            ),
+            dead_letters: counter_vec(
+                &r,
+                "dead_letters_total",
+                "Messages sent to the dead-letter topic",
+                &["reason"],
+            ),
             cost_lines: counter_vec(&r, "cost_lines_total", "Bill lines taken", &["outcome"]),
-            records: counter_vec(&r, "records_emitted_total", "Usage records published", &["status"]),
-            withdrawn: counter(&r, "records_withdrawn_total", "Records withdrawn because they became empty"),
-            revisions: counter(&r, "revisions_emitted_total", "Revisions above the first published"),
+            records: counter_vec(
+                &r,
+                "records_emitted_total",
+                "Usage records published",
+                &["status"],
+            ),
+            withdrawn: counter(
+                &r,
+                "records_withdrawn_total",
+                "Records withdrawn because they became empty",
+            ),
+            revisions: counter(
+                &r,
+                "revisions_emitted_total",
+                "Revisions above the first published",
+            ),
             cost_micros: gauge_vec(
                 &r,
                 "cost_allocated_micros",
                 "Cost allocated in the latest revision of every record published by this instance",
                 &["currency", "kind"],
             ),
-            windows_open: gauge(&r, "windows_open", "(cluster, namespace, window) keys held in memory"),
-            slots: gauge(&r, "slots_owned", "Input slots (co-partitioned partitions) owned"),
-            watermark: gauge_vec(&r, "watermark_seconds", "Event-time watermark per slot", &["slot"]),
-            lag: gauge_vec(&r, "consumer_lag", "High watermark minus position", &["topic", "partition"]),
+            windows_open: gauge(
+                &r,
+                "windows_open",
+                "(cluster, namespace, window) keys held in memory",
+            ),
+            slots: gauge(
+                &r,
+                "slots_owned",
+                "Input slots (co-partitioned partitions) owned",
+            ),
+            watermark: gauge_vec(
+                &r,
+                "watermark_seconds",
+                "Event-time watermark per slot",
+                &["slot"],
+            ),
+            lag: gauge_vec(
+                &r,
+                "consumer_lag",
+                "High watermark minus position (librdkafka statistics, every 10 s)",
+                &["topic", "partition"],
+            ),
             freshness,
             sink_batch: histogram_vec(
                 &r,

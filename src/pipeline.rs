@@ -26,11 +26,11 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 use crate::accounting::{Accountant, Checkpoint, CostAdmission, RateCard};
-use crate::http::{self, Health};
-use crate::metrics::Metrics;
 use crate::allocate::{AllocationPolicy, CostAllocator};
+use crate::http::{self, Health};
 use crate::ingest::{self, CostScope, DeadLetterReason, Exclusions, Intake, Rejection};
 use crate::kafka::{KafkaConnection, TopicSpec};
+use crate::metrics::Metrics;
 use crate::sink::kafka::{DeadLetter, KafkaSink};
 use crate::sink::postgres::{CommitError, PartitionPosition, PostgresSink, RestoredState};
 use crate::standard::registry::RegistryEndpoint;
@@ -159,6 +159,8 @@ enum AssignmentChange {
 /// loop has restored their slot and sought them to the checkpointed positions.
 struct AssignmentContext {
     changes: mpsc::Sender<AssignmentChange>,
+    /// Lag per partition, from librdkafka's statistics (no extra broker round trips).
+    lag: prometheus::IntGaugeVec,
 }
 
 fn partitions(tpl: &TopicPartitionList) -> Vec<PartitionKey> {
@@ -168,7 +170,19 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<PartitionKey> {
         .collect()
 }
 
-impl ClientContext for AssignmentContext {}
+impl ClientContext for AssignmentContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in t.partitions.iter().filter(|(id, _)| **id >= 0) {
+                if p.consumer_lag >= 0 {
+                    self.lag
+                        .with_label_values(&[topic.as_str(), &partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for AssignmentContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -228,12 +242,18 @@ pub async fn run(
         .await
         .context("connecting to Postgres")?;
     let metrics = Metrics::new();
-    let health = Arc::new(Health::new(metrics.clone(), postgres.pool().clone(), config.registry.url.clone()));
+    let health = Arc::new(Health::new(
+        metrics.clone(),
+        postgres.pool().clone(),
+        config.registry.clone(),
+    ));
     if let Some(listen) = config.http_listen {
-        http::serve(listen, health.clone()).await.with_context(|| format!("serving http on {listen}"))?;
+        http::serve(listen, health.clone())
+            .await
+            .with_context(|| format!("serving http on {listen}"))?;
     }
     let (changes_tx, changes) = mpsc::channel();
-    let consumer = subscribe(&config, changes_tx)?;
+    let consumer = subscribe(&config, changes_tx, &metrics)?;
     health.broker_ok.store(true, Ordering::Relaxed);
     let mut pipeline = Pipeline::new(config, postgres, metrics, health)?;
     tokio::pin!(shutdown);
@@ -276,8 +296,14 @@ pub async fn run(
         }
     }
     let deadline = pipeline.config.shutdown_timeout;
-    if tokio::time::timeout(deadline, pipeline.checkpoint_all(&consumer)).await.is_err() {
-        warn!(?deadline, "final checkpoint did not finish in time; the next start resumes from the last one");
+    if tokio::time::timeout(deadline, pipeline.checkpoint_all(&consumer))
+        .await
+        .is_err()
+    {
+        warn!(
+            ?deadline,
+            "final checkpoint did not finish in time; the next start resumes from the last one"
+        );
     }
     let summary = RunSummary::from_metrics(&pipeline.metrics);
     info!(?summary, "stopped");
@@ -307,6 +333,7 @@ async fn ensure_topics(config: &PipelineConfig) -> anyhow::Result<()> {
 fn subscribe(
     config: &PipelineConfig,
     changes: mpsc::Sender<AssignmentChange>,
+    metrics: &Metrics,
 ) -> anyhow::Result<TrackerConsumer> {
     let consumer: TrackerConsumer = config
         .kafka
@@ -317,7 +344,11 @@ fn subscribe(
         .set("auto.offset.reset", "earliest")
         // Range gives partition p of both topics to the same member: slots stay whole.
         .set("partition.assignment.strategy", "range")
-        .create_with_context(AssignmentContext { changes })
+        .set("statistics.interval.ms", "10000")
+        .create_with_context(AssignmentContext {
+            changes,
+            lag: metrics.lag.clone(),
+        })
         .context("creating the Kafka consumer")?;
     let t = &config.topics;
     let count = |topic: &str| -> anyhow::Result<usize> {
@@ -346,7 +377,12 @@ fn now_ms() -> EpochMillis {
 }
 
 impl Pipeline {
-    fn new(config: PipelineConfig, postgres: PostgresSink, metrics: Metrics, health: Arc<Health>) -> anyhow::Result<Self> {
+    fn new(
+        config: PipelineConfig,
+        postgres: PostgresSink,
+        metrics: Metrics,
+        health: Arc<Health>,
+    ) -> anyhow::Result<Self> {
         let registry = config.registry.sr_settings()?;
         let kafka_sink = KafkaSink::new(
             &config.kafka,
@@ -381,7 +417,10 @@ impl Pipeline {
                     // and the next owner redoes this work from the last checkpoint.
                     self.checkpoint(consumer, slot).await;
                     self.slots.remove(&slot);
-                    self.metrics.watermark.remove_label_values(&[&slot.to_string()]).ok();
+                    self.metrics
+                        .watermark
+                        .remove_label_values(&[&slot.to_string()])
+                        .ok();
                 }
                 info!(?partitions, "revoked");
             }
@@ -504,7 +543,10 @@ impl Pipeline {
             return;
         };
         if let Err(rejection) = outcome {
-            self.metrics.dead_letters.with_label_values(&[rejection.reason.as_str()]).inc();
+            self.metrics
+                .dead_letters
+                .with_label_values(&[rejection.reason.as_str()])
+                .inc();
             warn!(topic, partition = slot_id, offset = message.offset(), reason = rejection.reason.as_str(), detail = %rejection.detail, "dead letter");
             slot.dead_letters.push(DeadLetter {
                 key: message.key().map(<[u8]>::to_vec),
@@ -526,7 +568,10 @@ impl Pipeline {
         message: &BorrowedMessage<'_>,
     ) -> Result<(), Rejection> {
         let event = decode(&self.usage_decoder, message).await?;
-        self.metrics.decoded.with_label_values(&[message.topic()]).inc();
+        self.metrics
+            .decoded
+            .with_label_values(&[message.topic()])
+            .inc();
         let now = now_ms();
         let intake = ingest::usage_sample(
             &event,
@@ -534,13 +579,8 @@ impl Pipeline {
             now,
             self.config.window.future_skew_ms,
         )?;
-        let sample = match intake {
-            Intake::Accepted(sample) => sample,
-            Intake::Excluded(rule) => {
-                self.metrics.excluded.with_label_values(&[rule.as_str()]).inc();
-                return Ok(());
-            }
-            Intake::Empty => return Ok(()),
+        let Some(sample) = self.accepted(intake) else {
+            return Ok(());
         };
         let Some(slot) = self.slots.get_mut(&slot_id) else {
             return Ok(());
@@ -567,28 +607,49 @@ impl Pipeline {
         Ok(())
     }
 
+    /// What to account of an intake; exclusions are counted.
+    fn accepted<T>(&self, intake: Intake<T>) -> Option<T> {
+        match intake {
+            Intake::Accepted(item) => Some(item),
+            Intake::Excluded(rule) => {
+                self.metrics
+                    .excluded
+                    .with_label_values(&[rule.as_str()])
+                    .inc();
+                None
+            }
+            Intake::Empty => None,
+        }
+    }
+
     async fn process_cost(
         &mut self,
         slot_id: i32,
         message: &BorrowedMessage<'_>,
     ) -> Result<(), Rejection> {
         let event = decode(&self.cost_decoder, message).await?;
-        self.metrics.decoded.with_label_values(&[message.topic()]).inc();
-        let line =
-            match ingest::cost_line(&event, &self.config.exclusions, &self.config.cost_scopes)? {
-                Intake::Accepted(line) => line,
-                Intake::Excluded(rule) => {
-                    self.metrics.excluded.with_label_values(&[rule.as_str()]).inc();
-                    return Ok(());
-                }
-                Intake::Empty => return Ok(()),
-            };
+        self.metrics
+            .decoded
+            .with_label_values(&[message.topic()])
+            .inc();
+        let intake = ingest::cost_line(&event, &self.config.exclusions, &self.config.cost_scopes)?;
+        let Some(line) = self.accepted(intake) else {
+            return Ok(());
+        };
         let Some(slot) = self.slots.get_mut(&slot_id) else {
             return Ok(());
         };
         match slot.accountant.cost(line) {
-            CostAdmission::Applied => self.metrics.cost_lines.with_label_values(&["applied"]).inc(),
-            CostAdmission::Unchanged => self.metrics.cost_lines.with_label_values(&["unchanged"]).inc(),
+            CostAdmission::Applied => self
+                .metrics
+                .cost_lines
+                .with_label_values(&["applied"])
+                .inc(),
+            CostAdmission::Unchanged => self
+                .metrics
+                .cost_lines
+                .with_label_values(&["unchanged"])
+                .inc(),
             CostAdmission::TooLate => {
                 return Err(Rejection {
                     reason: DeadLetterReason::TooLate,
@@ -637,7 +698,10 @@ impl Pipeline {
             .collect();
         let epoch = slot.epoch;
         let newest_event = slot.watermarks.max_event_times().map(|(_, _, t)| t).max();
-        let open_keys = self.slots.values().map(|s| s.accountant.store().open_keys() as i64);
+        let open_keys = self
+            .slots
+            .values()
+            .map(|s| s.accountant.store().open_keys() as i64);
         self.metrics.windows_open.set(open_keys.sum());
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -651,7 +715,9 @@ impl Pipeline {
                 })
                 .await?;
                 timed(&self.metrics, "postgres", checkpoint.records.len(), async {
-                    self.postgres.commit(slot_id, epoch, &checkpoint, &positions).await
+                    self.postgres
+                        .commit(slot_id, epoch, &checkpoint, &positions)
+                        .await
                 })
                 .await?;
                 anyhow::Ok(())
@@ -683,14 +749,22 @@ impl Pipeline {
         if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
             warn!(%error, "committing offsets to the group (monitoring only)");
         }
-        self.observe_lag(consumer, &positions);
     }
 
-    fn observe_checkpoint(&self, slot_id: i32, checkpoint: &Checkpoint, newest_event: Option<EpochMillis>) {
+    fn observe_checkpoint(
+        &self,
+        slot_id: i32,
+        checkpoint: &Checkpoint,
+        newest_event: Option<EpochMillis>,
+    ) {
         let m = &self.metrics;
         m.checkpoints.inc();
         for record in &checkpoint.records {
-            let status = if record.window_status == WindowStatus::Closed { "closed" } else { "open" };
+            let status = if record.window_status == WindowStatus::Closed {
+                "closed"
+            } else {
+                "open"
+            };
             m.records.with_label_values(&[status]).inc();
             if record.revision > 1 {
                 m.revisions.inc();
@@ -698,36 +772,42 @@ impl Pipeline {
         }
         m.withdrawn.inc_by(checkpoint.withdrawn.len() as u64);
         for ((currency, kind), change) in &checkpoint.cost_changes {
-            m.cost_micros.with_label_values(&[currency.as_str(), kind]).add(*change);
+            m.cost_micros
+                .with_label_values(&[currency.as_str(), kind])
+                .add(*change);
         }
         if let Some(w) = checkpoint.watermark {
-            m.watermark.with_label_values(&[&slot_id.to_string()]).set(w / 1000);
+            m.watermark
+                .with_label_values(&[&slot_id.to_string()])
+                .set(w / 1000);
         }
         if let Some(t) = newest_event.filter(|_| !checkpoint.records.is_empty()) {
-            m.freshness.observe(((now_ms() - t) as f64 / 1000.0).max(0.0));
-        }
-    }
-
-    /// Lag per partition; a cheap metadata call per partition at each checkpoint.
-    fn observe_lag(&self, consumer: &TrackerConsumer, positions: &[PartitionPosition]) {
-        for p in positions {
-            if let Ok((_, high)) = consumer.fetch_watermarks(&p.topic, p.partition, Duration::from_millis(500)) {
-                let lag = (high - p.next_offset).max(0);
-                self.metrics.lag.with_label_values(&[&p.topic, &p.partition.to_string()]).set(lag);
-            }
+            m.freshness
+                .observe(((now_ms() - t) as f64 / 1000.0).max(0.0));
         }
     }
 }
 
 /// Runs one sink write, recording its size, duration and failure.
-async fn timed<T, E>(metrics: &Metrics, sink: &str, items: usize, write: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+async fn timed<T, E>(
+    metrics: &Metrics,
+    sink: &str,
+    items: usize,
+    write: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     if items == 0 {
         return write.await;
     }
     let started = Instant::now();
     let result = write.await;
-    metrics.sink_batch.with_label_values(&[sink]).observe(items as f64);
-    metrics.sink_seconds.with_label_values(&[sink]).observe(started.elapsed().as_secs_f64());
+    metrics
+        .sink_batch
+        .with_label_values(&[sink])
+        .observe(items as f64);
+    metrics
+        .sink_seconds
+        .with_label_values(&[sink])
+        .observe(started.elapsed().as_secs_f64());
     if result.is_err() {
         metrics.sink_errors.with_label_values(&[sink]).inc();
     }

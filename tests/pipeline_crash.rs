@@ -3,65 +3,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sqlx::Row;
+use common::{committed_offsets, figures, tracker_config, tracker_run};
 use usage_tracker::generate;
 use usage_tracker::kafka::TopicSpec;
-use usage_tracker::standard::wire::RecordEncoder;
-use usage_tracker::standard::{CostEvent, UsageEvent};
 
 const T0: i64 = 1_793_577_600_000; // 2026-11-02T00:00:00Z
-
-/// Figures of every row, without revision and update time (which depend on checkpoint timing).
-async fn figures(
-    database_url: &str,
-) -> BTreeMap<(String, String, i64), (String, String, String, String)> {
-    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
-    sqlx::query(
-        "SELECT cluster_id, namespace, (extract(epoch from window_start) * 1000)::bigint,
-                status, resources::text, costs::text, cost_total::text
-         FROM usage_records",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| {
-        (
-            (r.get(0), r.get(1), r.get(2)),
-            (r.get(3), r.get(4), r.get(5), r.get(6)),
-        )
-    })
-    .collect()
-}
-
-/// Sum of the input positions in the last committed checkpoint (0 before the first).
-async fn committed_offsets(database_url: &str) -> i64 {
-    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
-    let sum = sqlx::query_scalar::<_, Option<i64>>(
-        "SELECT sum(next_offset)::bigint FROM tracker_offsets",
-    )
-    .fetch_one(&pool)
-    .await;
-    pool.close().await;
-    sum.ok().flatten().unwrap_or(0)
-}
-
-fn config_file(dir: &std::path::Path, name: &str, topics: &[(&str, &str)]) -> std::path::PathBuf {
-    let mut text = format!(
-        "[http]\nlisten = \"127.0.0.1:0\"\n\n[kafka]\ngroup_id = \"{}\"\n\n",
-        common::unique(name)
-    );
-    text.push_str("[kafka.consumer_properties]\n\"session.timeout.ms\" = \"6000\"\n\n[kafka.producer_properties]\n\"batch.num.messages\" = \"1\"\n\n[pipeline]\ncheckpoint_interval = \"50ms\"\n\n[topics]\npartitions = 2\n");
-    for (key, value) in topics {
-        text.push_str(&format!("{key} = \"{value}\"\n"));
-    }
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_and_restarted_tracker_matches_an_uninterrupted_run() {
@@ -78,53 +26,40 @@ async fn killed_and_restarted_tracker_matches_an_uninterrupted_run() {
         .await
         .unwrap();
 
-    // Six hours of the demo cluster, sampled every 30 s, and its bill.
-    let input = generate::demo(T0, 6, 30, 42);
-    let encoder = RecordEncoder::<UsageEvent>::new(endpoint.sr_settings().unwrap(), &usage_topic);
-    let mut messages = Vec::new();
-    for e in &input.usage {
-        messages.push((
-            e.subject.cluster_id.clone(),
-            encoder.encode(e).await.unwrap(),
-        ));
-    }
-    common::publish(&kafka, &usage_topic, &messages).await;
-    let encoder = RecordEncoder::<CostEvent>::new(endpoint.sr_settings().unwrap(), &cost_topic);
-    let mut messages = Vec::new();
-    for c in &input.costs {
-        messages.push(("gke-demo".to_string(), encoder.encode(c).await.unwrap()));
-    }
-    common::publish(&kafka, &cost_topic, &messages).await;
+    // Six hours of the demo cluster, sampled every 10 s, and its bill.
+    let input = generate::demo(T0, 6, 10, 42);
+    common::publish_records(&kafka, &registry, &usage_topic, &input.usage, |e| {
+        e.subject.cluster_id.clone()
+    })
+    .await;
+    common::publish_records(&kafka, &registry, &cost_topic, &input.costs, |_| {
+        "gke-demo".to_string()
+    })
+    .await;
 
     let dir = tempfile::tempdir().unwrap();
-    let run = |config: std::path::PathBuf, database_url: String, until_caught_up: bool| {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_usage-tracker"));
-        command
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .args(until_caught_up.then_some("--until-caught-up"))
-            .args(["--log", "warn"])
-            .env("SCHEMA_REGISTRY_URL", registry.url())
-            .env("DATABASE_URL", database_url)
-            .kill_on_drop(true);
-        command
+    let run = |config: &std::path::Path, database_url: &str, until_caught_up: bool| {
+        tracker_run(&registry, config, database_url, until_caught_up)
+    };
+    let config = |name: &str, records: &str, dead_letters: &str| {
+        let topics = [
+            ("usage_events", usage_topic.as_str()),
+            ("cost_events", cost_topic.as_str()),
+            ("usage_records", records),
+            ("dead_letters", dead_letters),
+        ];
+        tracker_config(dir.path(), name, 2, "50ms", &topics)
     };
 
     // The reference: one uninterrupted run.
     let reference_records = common::unique("crash-records-ref");
-    let reference_config = config_file(
-        dir.path(),
-        "reference.toml",
-        &[
-            ("usage_events", &usage_topic),
-            ("cost_events", &cost_topic),
-            ("usage_records", &reference_records),
-            ("dead_letters", &common::unique("crash-dlq-ref")),
-        ],
+    let reference_config = config(
+        "reference",
+        &reference_records,
+        &common::unique("crash-dlq-ref"),
     );
     let reference_db = common::fresh_database().await;
-    let status = run(reference_config, reference_db.clone(), true)
+    let status = run(&reference_config, &reference_db, true)
         .status()
         .await
         .unwrap();
@@ -132,24 +67,16 @@ async fn killed_and_restarted_tracker_matches_an_uninterrupted_run() {
 
     // The same input, killed with SIGKILL at several points, then finished.
     let crashed_records = common::unique("crash-records");
-    let crashed_config = config_file(
-        dir.path(),
-        "crashed.toml",
-        &[
-            ("usage_events", &usage_topic),
-            ("cost_events", &cost_topic),
-            ("usage_records", &crashed_records),
-            ("dead_letters", &common::unique("crash-dlq")),
-        ],
-    );
+    let crashed_config = config("crashed", &crashed_records, &common::unique("crash-dlq"));
     let crashed_db = common::fresh_database().await;
     let total_input = (input.usage.len() + input.costs.len()) as i64;
     let mut progress = Vec::new();
-    for extra_delay_ms in [0, 37, 73, 111] {
+    for extra_delay_ms in [0, 13, 29, 47] {
         let before = committed_offsets(&crashed_db).await;
-        let mut child = run(crashed_config.clone(), crashed_db.clone(), false)
-            .spawn()
-            .unwrap();
+        if before == total_input {
+            break; // An incarnation got through everything before its kill.
+        }
+        let mut child = run(&crashed_config, &crashed_db, false).spawn().unwrap();
         // Kill once a checkpoint of this incarnation has committed, a little later each time,
         // so the kills land between and during checkpoints.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -165,7 +92,7 @@ async fn killed_and_restarted_tracker_matches_an_uninterrupted_run() {
         child.wait().await.unwrap();
         progress.push(committed_offsets(&crashed_db).await);
     }
-    let status = run(crashed_config, crashed_db.clone(), true)
+    let status = run(&crashed_config, &crashed_db, true)
         .status()
         .await
         .unwrap();

@@ -3,45 +3,15 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use sqlx::Row;
+use common::{committed_offsets, figures, query_i64, tracker_config, tracker_run};
 use usage_tracker::generate;
 use usage_tracker::kafka::TopicSpec;
-use usage_tracker::standard::wire::RecordEncoder;
-use usage_tracker::standard::{CostEvent, UsageEvent};
 
 const T0: i64 = 1_793_577_600_000; // 2026-11-02T00:00:00Z
 const CLUSTERS: usize = 4;
-
-async fn query_i64(database_url: &str, sql: &str) -> i64 {
-    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
-    let value = sqlx::query_scalar::<_, Option<i64>>(sql)
-        .fetch_one(&pool)
-        .await;
-    pool.close().await;
-    value.ok().flatten().unwrap_or(0)
-}
-
-async fn figures(database_url: &str) -> BTreeMap<(String, String, i64), (String, String, String)> {
-    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
-    sqlx::query(
-        "SELECT cluster_id, namespace, (extract(epoch from window_start) * 1000)::bigint,
-                resources::text, costs::text, cost_total::text FROM usage_records",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| {
-        (
-            (r.get(0), r.get(1), r.get(2)),
-            (r.get(3), r.get(4), r.get(5)),
-        )
-    })
-    .collect()
-}
 
 async fn owners(database_url: &str) -> BTreeSet<String> {
     let pool = sqlx::PgPool::connect(database_url).await.unwrap();
@@ -56,7 +26,6 @@ async fn owners(database_url: &str) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_the_work_and_match_one_instance() {
     let registry = common::registry().await;
-    let endpoint = common::endpoint(&registry);
     let kafka = common::kafka_one_record_per_batch();
     let usage_topic = common::unique("group-usage");
     let cost_topic = common::unique("group-cost");
@@ -69,10 +38,6 @@ async fn two_instances_share_the_work_and_match_one_instance() {
         .unwrap();
 
     // Four clusters keyed over four partitions, two hours each.
-    let usage_encoder =
-        RecordEncoder::<UsageEvent>::new(endpoint.sr_settings().unwrap(), &usage_topic);
-    let cost_encoder =
-        RecordEncoder::<CostEvent>::new(endpoint.sr_settings().unwrap(), &cost_topic);
     let (mut usage, mut costs) = (Vec::new(), Vec::new());
     for c in 0..CLUSTERS {
         let cluster = format!("gke-{c}");
@@ -80,45 +45,38 @@ async fn two_instances_share_the_work_and_match_one_instance() {
         for mut e in input.usage {
             e.subject.cluster_id.clone_from(&cluster);
             e.source = format!("//generate/{cluster}");
-            usage.push((cluster.clone(), usage_encoder.encode(&e).await.unwrap()));
+            usage.push(e);
         }
         for mut line in input.costs {
             line.cluster_id = Some(cluster.clone());
             line.source = format!("//generate/{cluster}-billing");
-            costs.push((cluster.clone(), cost_encoder.encode(&line).await.unwrap()));
+            costs.push(line);
         }
     }
     let total_input = (usage.len() + costs.len()) as i64;
-    common::publish(&kafka, &usage_topic, &usage).await;
-    common::publish(&kafka, &cost_topic, &costs).await;
+    common::publish_records(&kafka, &registry, &usage_topic, &usage, |e| {
+        e.subject.cluster_id.clone()
+    })
+    .await;
+    common::publish_records(&kafka, &registry, &cost_topic, &costs, |l| {
+        l.cluster_id.clone().unwrap()
+    })
+    .await;
 
     let dir = tempfile::tempdir().unwrap();
     let config = |name: &str| {
-        let text = format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n\n[kafka]\ngroup_id = \"{}\"\n\n[kafka.consumer_properties]\n\"session.timeout.ms\" = \"6000\"\n\n\
-             [kafka.producer_properties]\n\"batch.num.messages\" = \"1\"\n\n[pipeline]\ncheckpoint_interval = \"100ms\"\n\n\
-             [topics]\npartitions = 4\nusage_events = \"{usage_topic}\"\ncost_events = \"{cost_topic}\"\n\
-             usage_records = \"{}\"\ndead_letters = \"{}\"\n",
-            common::unique(name),
-            common::unique("group-records"),
-            common::unique("group-dlq"),
-        );
-        let path = dir.path().join(format!("{name}.toml"));
-        std::fs::write(&path, text).unwrap();
-        path
+        let (records, dead_letters) =
+            (common::unique("group-records"), common::unique("group-dlq"));
+        let topics = [
+            ("usage_events", usage_topic.as_str()),
+            ("cost_events", cost_topic.as_str()),
+            ("usage_records", records.as_str()),
+            ("dead_letters", dead_letters.as_str()),
+        ];
+        tracker_config(dir.path(), name, 4, "100ms", &topics)
     };
     let run = |config: &std::path::Path, database_url: &str, until_caught_up: bool| {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_usage-tracker"));
-        command
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .args(until_caught_up.then_some("--until-caught-up"))
-            .args(["--log", "warn"])
-            .env("SCHEMA_REGISTRY_URL", registry.url())
-            .env("DATABASE_URL", database_url)
-            .kill_on_drop(true);
-        command
+        tracker_run(&registry, config, database_url, until_caught_up)
     };
 
     let reference_db = common::fresh_database().await;
@@ -148,14 +106,7 @@ async fn two_instances_share_the_work_and_match_one_instance() {
     }
     // ... the second joins, and the group hands it half of them.
     let mut second = run(&shared, &shared_db, false).spawn().unwrap();
-    while owners(&shared_db).await.len() < 2
-        || query_i64(
-            &shared_db,
-            "SELECT sum(next_offset)::bigint FROM tracker_offsets",
-        )
-        .await
-            < total_input
-    {
+    while owners(&shared_db).await.len() < 2 || committed_offsets(&shared_db).await < total_input {
         assert!(
             tokio::time::Instant::now() < deadline,
             "owners {:?}",
@@ -184,13 +135,6 @@ async fn two_instances_share_the_work_and_match_one_instance() {
         2,
         "both instances own slots at the end"
     );
-    assert_eq!(
-        query_i64(
-            &shared_db,
-            "SELECT sum(next_offset)::bigint FROM tracker_offsets"
-        )
-        .await,
-        total_input
-    );
+    assert_eq!(committed_offsets(&shared_db).await, total_input);
     assert_eq!(figures(&shared_db).await, expected);
 }

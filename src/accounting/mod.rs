@@ -9,7 +9,9 @@ use std::sync::Arc;
 use crate::allocate::{Charge, ClusterWindow, CostAllocator, NamespaceShare, IDLE, UNALLOCATED};
 use crate::ingest::DeadLetterReason;
 use crate::measure::{Quantity, Resource, ResourceTotals};
-use crate::standard::{AllocatedCost, Micros, EpochMillis, RecordCostStatus, ResourceUsage, UsageRecord};
+use crate::standard::{
+    AllocatedCost, EpochMillis, Micros, RecordCostStatus, ResourceUsage, UsageRecord,
+};
 use crate::window::{
     Admission, ClusterWindowView, CostLedger, CostLine, LedgerChange, PersistedWindow, Sample,
     WindowKey, WindowStore,
@@ -154,13 +156,19 @@ impl Accountant {
                 window_start: record.window_start,
             };
             let digest = content_digest(&record);
-            let Some(revision) = self.store.next_revision(&key, digest, record.cost_total_micros) else {
+            let Some(revision) = self
+                .store
+                .next_revision(&key, digest, record.cost_total_micros)
+            else {
                 continue;
             };
             record.revision = revision.revision;
             if let Some(currency) = &record.currency {
                 let change = record.cost_total_micros - revision.previous_cost_micros;
-                *self.cost_changes.entry((currency.clone(), cost_kind(&record.namespace))).or_default() += change;
+                *self
+                    .cost_changes
+                    .entry((currency.clone(), cost_kind(&record.namespace)))
+                    .or_default() += change;
             }
             let revision = revision.revision;
             if !is_empty(&record) {

@@ -1,5 +1,7 @@
 //! The `usage-tracker` command line.
 
+mod config;
+mod elastic;
 mod generate;
 mod report;
 mod run;
@@ -40,6 +42,11 @@ enum Command {
     /// Register or check the Usage Tracking Standard's schemas.
     #[command(subcommand)]
     Schemas(schemas::SchemasCommand),
+    /// Read Elastic Agent / Metricbeat Kubernetes documents, publish them as UsageEvents.
+    Elastic(elastic::ElasticArgs),
+    /// Check the configuration (file and environment) or print the defaults.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 impl Cli {
@@ -60,6 +67,8 @@ impl Cli {
             Command::Report(args) => args.run().await,
             Command::Generate(args) => args.run().await,
             Command::Schemas(command) => command.run().await,
+            Command::Elastic(args) => args.run().await,
+            Command::Config(command) => command.run().await,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! [`Sample`] / [`CostLine`], is excluded by a rule (counted), or is rejected with a
 //! [`DeadLetterReason`] and goes to the dead-letter topic. Pure, no I/O.
 
+pub mod ecs;
 pub mod exclusion;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,10 @@ pub enum DeadLetterReason {
     FutureTimestamp,
     /// Older than the retention horizon.
     TooLate,
+    /// An Elastic document that is not one JSON object (see `ecs`).
+    NotJson,
+    /// An Elastic `kubernetes` metricset this version does not know (see `ecs`).
+    UnknownMetricset,
 }
 
 impl DeadLetterReason {
@@ -45,6 +50,8 @@ impl DeadLetterReason {
             DeadLetterReason::NoNamespace => "no_namespace",
             DeadLetterReason::FutureTimestamp => "future_timestamp",
             DeadLetterReason::TooLate => "too_late",
+            DeadLetterReason::NotJson => "not_json",
+            DeadLetterReason::UnknownMetricset => "unknown_metricset",
         }
     }
 }

@@ -532,15 +532,34 @@ async fn save_positions(
     Ok(())
 }
 
-/// Per-namespace totals over a period, for reports.
+/// What a row of [`PostgresSink::namespace_totals`] sums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TotalsLevel {
+    /// One namespace of one cluster (including `__idle__` and `__unallocated__`).
+    Namespace,
+    /// All selected namespaces of one cluster, in one currency.
+    Cluster,
+    /// All selected clusters, in one currency.
+    Grand,
+}
+
+/// Usage and cost over a period: one namespace, one cluster's total or the grand total, always
+/// in one currency.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NamespaceTotals {
-    /// Cluster.
-    pub cluster_id: String,
-    /// Namespace.
-    pub namespace: String,
-    /// Windows summed.
+    /// What the row sums.
+    pub level: TotalsLevel,
+    /// Cluster; `None` for a grand total.
+    pub cluster_id: Option<String>,
+    /// Namespace; `None` for cluster and grand totals.
+    pub namespace: Option<String>,
+    /// Currency; `None` only for windows without a price that cannot be given one (see
+    /// `docs/ui-integration.md`).
+    pub currency: Option<String>,
+    /// Windows summed: records for a namespace, distinct (cluster, window) for totals.
     pub windows: i64,
+    /// Of these, windows still open (their figures can change).
+    pub open_windows: i64,
     /// CPU used, core-hours.
     pub cpu_used_core_hours: f64,
     /// CPU requested, core-hours.
@@ -549,18 +568,39 @@ pub struct NamespaceTotals {
     pub cpu_allocated_core_hours: f64,
     /// Memory used, GiB-hours.
     pub memory_used_gib_hours: f64,
+    /// Memory requested, GiB-hours.
+    pub memory_requested_gib_hours: f64,
     /// Memory allocated, GiB-hours.
     pub memory_allocated_gib_hours: f64,
-    /// Cost, as an exact decimal string.
+    /// Cost, as an exact decimal string with 6 decimals (Postgres `numeric`, summed there).
     pub cost: String,
-    /// Currency.
-    pub currency: Option<String>,
-    /// Least certain cost status of the windows.
+    /// Least certain cost status of the windows: `unpriced` if any window is unpriced, else
+    /// `estimated` if any is estimated, else `final`.
     pub cost_status: String,
 }
 
+impl NamespaceTotals {
+    /// `namespace`, `idle`, `unallocated`, `cluster_total` or `total`.
+    pub fn kind(&self) -> &'static str {
+        match (self.level, self.namespace.as_deref()) {
+            (TotalsLevel::Grand, _) => "total",
+            (TotalsLevel::Cluster, _) => "cluster_total",
+            (TotalsLevel::Namespace, Some(crate::allocate::IDLE)) => "idle",
+            (TotalsLevel::Namespace, Some(crate::allocate::UNALLOCATED)) => "unallocated",
+            (TotalsLevel::Namespace, _) => "namespace",
+        }
+    }
+}
+
 impl PostgresSink {
-    /// Per-namespace totals of windows starting in `[from, to)` (open bounds when `None`).
+    /// Usage and cost of windows starting in `[from, to)` (open bounds when `None`), per
+    /// (cluster, currency, namespace), with a total per (cluster, currency) and per currency.
+    ///
+    /// Sorted by cluster and currency; within them namespaces by name, then `__idle__`,
+    /// `__unallocated__` and the cluster total; the grand totals come last. Money is summed in
+    /// Postgres (`numeric`), never across currencies. An unpriced window (no currency) counts
+    /// under its cluster's currency when the cluster's priced windows in the period all have
+    /// the same one, as in the `usage_daily` view.
     pub async fn namespace_totals(
         &self,
         from: Option<EpochMillis>,
@@ -569,21 +609,36 @@ impl PostgresSink {
         namespace: Option<&str>,
     ) -> Result<Vec<NamespaceTotals>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT cluster_id, namespace, count(*),
+            "WITH period AS (
+                 SELECT * FROM usage_records
+                 WHERE ($1::bigint IS NULL OR window_start >= to_timestamp($1 / 1000.0))
+                   AND ($2::bigint IS NULL OR window_start < to_timestamp($2 / 1000.0))
+                   AND ($3::text IS NULL OR cluster_id = $3)
+             ), cluster_currency AS (
+                 SELECT cluster_id,
+                        CASE WHEN min(currency) = max(currency) THEN min(currency) END AS only_currency
+                 FROM period GROUP BY cluster_id
+             ), selected AS (
+                 SELECT p.*, coalesce(p.currency, c.only_currency) AS cur
+                 FROM period p JOIN cluster_currency c USING (cluster_id)
+                 WHERE $4::text IS NULL OR p.namespace = $4
+             )
+             SELECT GROUPING(cluster_id, namespace)::int4, cluster_id, namespace, cur,
+                    count(DISTINCT (cluster_id, window_start)),
+                    count(DISTINCT (cluster_id, window_start)) FILTER (WHERE status = 'open'),
                     sum(cpu_used_core_seconds) / 3600, sum(cpu_requested_core_seconds) / 3600,
                     sum(cpu_allocated_core_seconds) / 3600,
                     sum(memory_used_byte_seconds) / 3600 / 1073741824,
+                    sum(memory_requested_byte_seconds) / 3600 / 1073741824,
                     sum(memory_allocated_byte_seconds) / 3600 / 1073741824,
-                    sum(cost_total)::text, max(currency),
-                    CASE WHEN bool_or(cost_status = 'unpriced') AND NOT bool_or(cost_status <> 'unpriced') THEN 'unpriced'
+                    sum(cost_total)::text,
+                    CASE WHEN bool_or(cost_status = 'unpriced') THEN 'unpriced'
                          WHEN bool_or(cost_status = 'estimated') THEN 'estimated'
-                         WHEN bool_or(cost_status = 'final') THEN 'final' ELSE 'unpriced' END
-             FROM usage_records
-             WHERE ($1::bigint IS NULL OR window_start >= to_timestamp($1 / 1000.0))
-               AND ($2::bigint IS NULL OR window_start < to_timestamp($2 / 1000.0))
-               AND ($3::text IS NULL OR cluster_id = $3) AND ($4::text IS NULL OR namespace = $4)
-             GROUP BY cluster_id, namespace
-             ORDER BY cluster_id, (namespace LIKE '\\_\\_%'), namespace",
+                         ELSE 'final' END
+             FROM selected
+             GROUP BY GROUPING SETS ((cluster_id, cur, namespace), (cluster_id, cur), (cur))
+             ORDER BY GROUPING(cluster_id), cluster_id, cur NULLS LAST, GROUPING(namespace),
+                      namespace IN ('__idle__', '__unallocated__'), namespace",
         )
         .bind(from)
         .bind(to)
@@ -594,17 +649,24 @@ impl PostgresSink {
         Ok(rows
             .into_iter()
             .map(|r| NamespaceTotals {
-                cluster_id: r.get(0),
-                namespace: r.get(1),
-                windows: r.get(2),
-                cpu_used_core_hours: r.get(3),
-                cpu_requested_core_hours: r.get(4),
-                cpu_allocated_core_hours: r.get(5),
-                memory_used_gib_hours: r.get(6),
-                memory_allocated_gib_hours: r.get(7),
-                cost: r.get(8),
-                currency: r.get(9),
-                cost_status: r.get(10),
+                level: match r.get::<i32, _>(0) {
+                    0 => TotalsLevel::Namespace,
+                    1 => TotalsLevel::Cluster,
+                    _ => TotalsLevel::Grand,
+                },
+                cluster_id: r.get(1),
+                namespace: r.get(2),
+                currency: r.get(3),
+                windows: r.get(4),
+                open_windows: r.get(5),
+                cpu_used_core_hours: r.get(6),
+                cpu_requested_core_hours: r.get(7),
+                cpu_allocated_core_hours: r.get(8),
+                memory_used_gib_hours: r.get(9),
+                memory_requested_gib_hours: r.get(10),
+                memory_allocated_gib_hours: r.get(11),
+                cost: r.get(12),
+                cost_status: r.get(13),
             })
             .collect())
     }

@@ -9,5 +9,5 @@ mod watermark;
 pub use cost_ledger::{CostLedger, CostLine, LedgerChange};
 pub use spec::{WindowConfig, WindowSpec};
 pub use store::persisted::ClusterState as PersistedWindow;
-pub use store::{Admission, Revision, ClusterWindowView, Sample, WindowKey, WindowStore};
+pub use store::{Admission, ClusterWindowView, Revision, Sample, WindowKey, WindowStore};
 pub use watermark::Watermarks;

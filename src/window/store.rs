@@ -325,7 +325,12 @@ impl WindowStore {
 
     /// Decides the revision of a record with this content: unchanged content keeps its revision
     /// (and is not emitted again), changed content gets the next one.
-    pub fn next_revision(&mut self, key: &WindowKey, content_digest: u64, cost_micros: i64) -> Option<Revision> {
+    pub fn next_revision(
+        &mut self,
+        key: &WindowKey,
+        content_digest: u64,
+        cost_micros: i64,
+    ) -> Option<Revision> {
         let cluster = self
             .windows
             .get_mut(&key.window_start)?

@@ -120,7 +120,11 @@ mod tests {
     fn when_every_partition_is_idle_processing_time_moves_the_watermark() {
         let mut w = Watermarks::default();
         w.observe("usage", 0, 10_000, 0);
-        assert_eq!(w.advance(30_000, 1_000, 60_000), Some(9_000), "not idle yet");
+        assert_eq!(
+            w.advance(30_000, 1_000, 60_000),
+            Some(9_000),
+            "not idle yet"
+        );
         assert_eq!(w.advance(600_000, 1_000, 60_000), Some(539_000));
     }
 

@@ -153,7 +153,8 @@ pub async fn consumer(
     consumer
 }
 
-/// Reads the records topic until every expected key is present; keeps the highest revision.
+/// Reads the records topic until every expected key is present: the highest revision per key,
+/// minus keys whose latest message is a tombstone.
 pub async fn latest_records(
     kafka: &usage_tracker::kafka::KafkaConnection,
     endpoint: &usage_tracker::standard::registry::RegistryEndpoint,
@@ -170,10 +171,15 @@ pub async fn latest_records(
             Ok(message) => {
                 let message = message.unwrap();
                 let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
-                let record = decoder.decode(message.payload().unwrap()).await.unwrap();
+                let Some(payload) = message.payload() else {
+                    latest.remove(&key); // A tombstone: the record was withdrawn.
+                    continue;
+                };
+                let record = decoder.decode(payload).await.unwrap();
+                // The highest revision wins; on a tie the later message (as compaction keeps).
                 if latest
                     .get(&key)
-                    .is_none_or(|r| r.revision < record.revision)
+                    .is_none_or(|r| r.revision <= record.revision)
                 {
                     latest.insert(key, record);
                 }
@@ -192,4 +198,112 @@ pub async fn latest_records(
 pub fn free_local_address() -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
+}
+
+/// Encodes standard records with Confluent framing and publishes them keyed by `key`.
+pub async fn publish_records<T: usage_tracker::standard::StandardRecord>(
+    kafka: &KafkaConnection,
+    registry: &RunningRegistry,
+    topic: &str,
+    records: &[T],
+    key: impl Fn(&T) -> String,
+) {
+    let encoder = usage_tracker::standard::wire::RecordEncoder::<T>::new(
+        endpoint(registry).sr_settings().unwrap(),
+        topic,
+    );
+    let mut messages = Vec::with_capacity(records.len());
+    for record in records {
+        messages.push((key(record), encoder.encode(record).await.unwrap()));
+    }
+    publish(kafka, topic, &messages).await;
+}
+
+/// A tracker configuration for tests: its own group and HTTP port, the local stack's client
+/// settings, fast checkpoints, and `topics` (`[topics]` keys and values).
+pub fn tracker_config(
+    dir: &std::path::Path,
+    name: &str,
+    partitions: i32,
+    checkpoint_interval: &str,
+    topics: &[(&str, &str)],
+) -> std::path::PathBuf {
+    let mut text = format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\n\n[kafka]\ngroup_id = \"{}\"\n\n\
+         [kafka.consumer_properties]\n\"session.timeout.ms\" = \"6000\"\n\n\
+         [kafka.producer_properties]\n\"batch.num.messages\" = \"1\"\n\n\
+         [pipeline]\ncheckpoint_interval = \"{checkpoint_interval}\"\n\n[topics]\npartitions = {partitions}\n",
+        unique(name)
+    );
+    for (key, value) in topics {
+        text.push_str(&format!("{key} = \"{value}\"\n"));
+    }
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `usage-tracker run` as a child process, against `registry` and `database_url`.
+pub fn tracker_run(
+    registry: &RunningRegistry,
+    config: &std::path::Path,
+    database_url: &str,
+    until_caught_up: bool,
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_usage-tracker"));
+    command
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .args(until_caught_up.then_some("--until-caught-up"))
+        .args(["--log", "warn"])
+        .env("SCHEMA_REGISTRY_URL", registry.url())
+        .env("DATABASE_URL", database_url)
+        .kill_on_drop(true);
+    command
+}
+
+/// One number from a database (0 when the query fails, e.g. before the first migration).
+pub async fn query_i64(database_url: &str, sql: &str) -> i64 {
+    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+    let value = sqlx::query_scalar::<_, Option<i64>>(sql)
+        .fetch_one(&pool)
+        .await;
+    pool.close().await;
+    value.ok().flatten().unwrap_or(0)
+}
+
+/// Sum of the input positions in the last committed checkpoints.
+pub async fn committed_offsets(database_url: &str) -> i64 {
+    query_i64(
+        database_url,
+        "SELECT sum(next_offset)::bigint FROM tracker_offsets",
+    )
+    .await
+}
+
+/// Figures of every usage record, without revision and update time (which depend on
+/// checkpoint timing): key -> (status, resources, costs, cost_total).
+pub async fn figures(
+    database_url: &str,
+) -> BTreeMap<(String, String, i64), (String, String, String, String)> {
+    use sqlx::Row;
+    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+    let rows = sqlx::query(
+        "SELECT cluster_id, namespace, (extract(epoch from window_start) * 1000)::bigint,
+                status, resources::text, costs::text, cost_total::text
+         FROM usage_records",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    rows.iter()
+        .map(|r| {
+            (
+                (r.get(0), r.get(1), r.get(2)),
+                (r.get(3), r.get(4), r.get(5), r.get(6)),
+            )
+        })
+        .collect()
 }

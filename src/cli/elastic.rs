@@ -1,0 +1,598 @@
+//! `usage-tracker elastic`: Elastic Agent / Metricbeat Kubernetes documents (ECS JSON) on Kafka
+//! -> UsageEvents (Avro, Confluent framing) on the usage events topic.
+//!
+//! At least once: documents are read in batches; a batch's events and dead letters are
+//! acknowledged by the broker before the batch's offsets are committed to the consumer group.
+//! After a crash the uncommitted documents are read again and become the same events (the ids are
+//! derived from the documents), which the tracker counts once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use tracing::{info, warn};
+
+use crate::config::Settings;
+use crate::ingest::ecs::{EcsNormaliser, EcsOutcome};
+use crate::ingest::{DeadLetterReason, Rejection};
+use crate::kafka::TopicSpec;
+use crate::sink::kafka::{DeadLetter, KafkaSink};
+use crate::standard::wire::RecordEncoder;
+use crate::standard::UsageEvent;
+
+/// How long `--until-caught-up` waits for more input after reaching the high watermarks.
+const QUIET_PERIOD: Duration = Duration::from_secs(1);
+/// The longest `--until-caught-up` keeps reading after reaching the high watermarks.
+const CATCH_UP_GRACE: Duration = Duration::from_secs(10);
+/// Longest wait for one message before the loop looks at batches, shutdown and progress.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Read Elastic Agent / Metricbeat documents and publish them as UsageEvents.
+#[derive(Debug, Args)]
+pub struct ElasticArgs {
+    /// Configuration file (TOML); see its `[elastic]` section.
+    #[arg(long, env = "USAGE_TRACKER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Process everything available at start, publish, commit and exit (CronJob mode).
+    #[arg(long)]
+    until_caught_up: bool,
+}
+
+impl ElasticArgs {
+    pub(super) async fn run(self) -> anyhow::Result<ExitCode> {
+        let settings = Settings::load(self.config.as_deref())?;
+        let summary = ingest(&settings, self.until_caught_up, shutdown_signal()).await?;
+        eprintln!("{summary}");
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Counters of one run, printed at the end.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ElasticSummary {
+    /// Documents read, per topic.
+    pub read: BTreeMap<String, u64>,
+    /// UsageEvents published (and acknowledged).
+    pub published: u64,
+    /// Documents of metricsets that are not accounted, per metricset.
+    pub skipped: BTreeMap<&'static str, u64>,
+    /// Documents of accounted metricsets without any accounted field, per metricset.
+    pub empty: BTreeMap<&'static str, u64>,
+    /// Dead letters, per reason.
+    pub dead_letters: BTreeMap<&'static str, u64>,
+}
+
+impl fmt::Display for ElasticSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "elastic: documents read {}, {:?}; events published {}; skipped {:?}; empty {:?}; dead letters {:?}",
+            self.read.values().sum::<u64>(),
+            self.read,
+            self.published,
+            self.skipped,
+            self.empty,
+            self.dead_letters
+        )
+    }
+}
+
+/// One input topic.
+struct Input {
+    normaliser: EcsNormaliser,
+    read: u64,
+}
+
+/// Next offset to read, per partition, and whether it is committed yet.
+#[derive(Debug, Default)]
+struct Positions(Vec<Position>);
+
+#[derive(Debug)]
+struct Position {
+    topic: String,
+    partition: i32,
+    next: i64,
+    uncommitted: bool,
+}
+
+impl Positions {
+    /// Records that everything before `next` is in the current batch (no allocation once the
+    /// partition is known).
+    fn advance(&mut self, topic: &str, partition: i32, next: i64) {
+        match self
+            .0
+            .iter_mut()
+            .find(|p| p.partition == partition && p.topic == topic)
+        {
+            Some(p) => {
+                p.next = p.next.max(next);
+                p.uncommitted = true;
+            }
+            None => self.0.push(Position {
+                topic: topic.to_owned(),
+                partition,
+                next,
+                uncommitted: true,
+            }),
+        }
+    }
+
+    /// A position read from the group at assignment (already committed).
+    fn start(&mut self, topic: &str, partition: i32, next: i64) {
+        if self.get(topic, partition).is_none() {
+            self.0.push(Position {
+                topic: topic.to_owned(),
+                partition,
+                next,
+                uncommitted: false,
+            });
+        }
+    }
+
+    fn get(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.0
+            .iter()
+            .find(|p| p.partition == partition && p.topic == topic)
+            .map(|p| p.next)
+    }
+
+    /// The uncommitted positions, as a commit request.
+    fn to_commit(&self) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for p in self.0.iter().filter(|p| p.uncommitted) {
+            let _ = tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next));
+        }
+        tpl
+    }
+
+    fn mark_committed(&mut self) {
+        for p in &mut self.0 {
+            p.uncommitted = false;
+        }
+    }
+}
+
+/// What the current batch publishes.
+#[derive(Default)]
+struct Batch {
+    events: Vec<UsageEvent>,
+    dead_letters: Vec<DeadLetter>,
+    documents: usize,
+    opened: Option<Instant>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.documents == 0
+    }
+}
+
+/// The high watermarks to reach in `--until-caught-up` mode.
+#[derive(Default)]
+struct CatchUp {
+    targets: BTreeMap<(String, i32), i64>,
+    assigned: BTreeSet<(String, i32)>,
+}
+
+impl CatchUp {
+    /// Notices new partitions: their high watermark becomes a target, their committed offset
+    /// (else the low watermark) their starting position.
+    fn refresh(
+        &mut self,
+        consumer: &StreamConsumer,
+        positions: &mut Positions,
+    ) -> anyhow::Result<()> {
+        let assignment = consumer.assignment().context("reading the assignment")?;
+        let assigned: BTreeSet<(String, i32)> = assignment
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        if assigned == self.assigned {
+            return Ok(());
+        }
+        let new: Vec<&(String, i32)> = assigned
+            .iter()
+            .filter(|k| !self.targets.contains_key(*k))
+            .collect();
+        if !new.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            for (topic, partition) in &new {
+                tpl.add_partition(topic, *partition);
+            }
+            let committed = consumer
+                .committed_offsets(tpl, Duration::from_secs(10))
+                .context("reading committed offsets")?;
+            for (topic, partition) in new {
+                let (low, high) = consumer
+                    .fetch_watermarks(topic, *partition, Duration::from_secs(10))
+                    .with_context(|| format!("reading the watermarks of {topic}/{partition}"))?;
+                let start = match committed
+                    .find_partition(topic, *partition)
+                    .map(|e| e.offset())
+                {
+                    Some(Offset::Offset(o)) => o,
+                    _ => low,
+                };
+                positions.start(topic, *partition, start);
+                self.targets.insert((topic.clone(), *partition), high);
+            }
+            info!(targets = ?self.targets, "high watermarks to reach");
+        }
+        self.assigned = assigned;
+        Ok(())
+    }
+
+    fn reached(&self, positions: &Positions) -> bool {
+        !self.assigned.is_empty()
+            && self.assigned.iter().all(|key| {
+                let target = self.targets.get(key).copied().unwrap_or(0);
+                target == 0 || positions.get(&key.0, key.1).is_some_and(|p| p >= target)
+            })
+    }
+}
+
+/// Producer settings: the connection's producer properties, then `acks=all` and a short linger
+/// unless configured; always the Java client's partitioner (the standard's keys-to-partitions).
+fn producer_config(settings: &Settings) -> ClientConfig {
+    let mut config = settings.kafka().producer_config();
+    for (key, value) in [("acks", "all"), ("linger.ms", "20")] {
+        if config.get(key).is_none() {
+            config.set(key, value);
+        }
+    }
+    config.set("partitioner", "murmur2_random");
+    config
+}
+
+/// Consumes the `[elastic]` topics until `shutdown` (or, with `until_caught_up`, until the input
+/// available at start is processed); publishes and commits what it read.
+async fn ingest(
+    settings: &Settings,
+    until_caught_up: bool,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<ElasticSummary> {
+    let elastic = &settings.elastic;
+    anyhow::ensure!(!elastic.topics.is_empty(), "[elastic] topics is empty");
+    anyhow::ensure!(elastic.batch_size >= 1, "[elastic] batch_size must be >= 1");
+    let mut inputs = HashMap::new();
+    for topic in &elastic.topics {
+        let normaliser = EcsNormaliser::new(elastic.ecs_settings(topic))
+            .with_context(|| format!("[elastic] settings of {topic}"))?;
+        inputs.insert(
+            topic.clone(),
+            Input {
+                normaliser,
+                read: 0,
+            },
+        );
+    }
+    let kafka = settings.kafka();
+    let t = &settings.topics;
+    let mut specs: Vec<TopicSpec> = elastic
+        .topics
+        .iter()
+        .map(|topic| TopicSpec::new(topic, t.partitions, t.replication))
+        .collect();
+    specs.push(TopicSpec::new(&t.usage_events, t.partitions, t.replication));
+    specs.push(TopicSpec::new(&t.dead_letters, t.partitions, t.replication));
+    let created = kafka
+        .ensure_topics(&specs)
+        .await
+        .context("creating topics")?;
+    if !created.is_empty() {
+        info!(?created, "created topics");
+    }
+    let registry = settings.registry()?;
+    let publisher = Publisher {
+        producer: producer_config(settings)
+            .create()
+            .context("creating the Kafka producer")?,
+        encoder: RecordEncoder::new(registry.sr_settings()?, &t.usage_events),
+        topic: t.usage_events.clone(),
+        // Only its dead-letter half is used; it encodes no records.
+        dead_letters: KafkaSink::new(&kafka, &registry, &t.usage_records, &t.dead_letters)?,
+    };
+    let consumer: StreamConsumer = kafka
+        .consumer_config()
+        .set("group.id", &elastic.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .context("creating the Kafka consumer")?;
+    let topics: Vec<&str> = elastic.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).context("subscribing")?;
+    info!(?topics, group = %elastic.group_id, to = %t.usage_events, "reading Elastic documents");
+
+    let mut summary = ElasticSummary::default();
+    let mut positions = Positions::default();
+    let mut batch = Batch::default();
+    let mut catch_up = CatchUp::default();
+    let mut last_message = Instant::now();
+    let mut reached_targets: Option<Instant> = None;
+    let mut last_check: Option<Instant> = None;
+    tokio::pin!(shutdown);
+    loop {
+        if until_caught_up && last_check.is_none_or(|t| t.elapsed() >= POLL) {
+            last_check = Some(Instant::now());
+            catch_up.refresh(&consumer, &mut positions)?;
+            if catch_up.reached(&positions) {
+                // Broker quirk (Tansu 0.6, see src/pipeline.rs): the reported high watermark
+                // can fall short of the real end, so also wait for a quiet period (at most
+                // CATCH_UP_GRACE, so steady input cannot keep a CronJob running).
+                let since = *reached_targets.get_or_insert_with(Instant::now);
+                if last_message.elapsed() >= QUIET_PERIOD || since.elapsed() >= CATCH_UP_GRACE {
+                    break;
+                }
+            }
+        }
+        let wait = match batch.opened {
+            Some(opened) => elastic
+                .batch_timeout
+                .saturating_sub(opened.elapsed())
+                .min(POLL),
+            None => POLL,
+        };
+        tokio::select! {
+            _ = &mut shutdown => { info!("shutting down"); break; }
+            received = tokio::time::timeout(wait, consumer.recv()) => match received {
+                Ok(Ok(message)) => {
+                    take(&message, &mut inputs, &mut batch, &mut positions, &mut summary);
+                    last_message = Instant::now();
+                }
+                Ok(Err(error)) => {
+                    warn!(%error, "consumer error");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(_idle) => {}
+            }
+        }
+        let due = batch
+            .opened
+            .is_some_and(|o| o.elapsed() >= elastic.batch_timeout);
+        if batch.documents >= elastic.batch_size || due {
+            flush(
+                &publisher,
+                &consumer,
+                &mut batch,
+                &mut positions,
+                &mut summary,
+            )
+            .await?;
+        }
+    }
+    flush(
+        &publisher,
+        &consumer,
+        &mut batch,
+        &mut positions,
+        &mut summary,
+    )
+    .await?;
+    for (topic, input) in &inputs {
+        summary.read.insert(topic.clone(), input.read);
+    }
+    info!(?summary, "stopped");
+    Ok(summary)
+}
+
+/// Normalises one message into the batch.
+fn take(
+    message: &BorrowedMessage<'_>,
+    inputs: &mut HashMap<String, Input>,
+    batch: &mut Batch,
+    positions: &mut Positions,
+    summary: &mut ElasticSummary,
+) {
+    let topic = message.topic();
+    let Some(input) = inputs.get_mut(topic) else {
+        return;
+    };
+    input.read += 1;
+    batch.documents += 1;
+    batch.opened.get_or_insert_with(Instant::now);
+    let outcome = match message.payload() {
+        Some(payload) => input.normaliser.normalise(payload),
+        None => Err(Rejection {
+            reason: DeadLetterReason::NotJson,
+            detail: "empty payload".into(),
+        }),
+    };
+    match outcome {
+        Ok(EcsOutcome::Usage(event)) => batch.events.push(event),
+        Ok(EcsOutcome::Skipped(metricset)) => *summary.skipped.entry(metricset).or_default() += 1,
+        Ok(EcsOutcome::Empty(metricset)) => *summary.empty.entry(metricset).or_default() += 1,
+        Err(rejection) => {
+            *summary
+                .dead_letters
+                .entry(rejection.reason.as_str())
+                .or_default() += 1;
+            warn!(topic, partition = message.partition(), offset = message.offset(), reason = rejection.reason.as_str(), detail = %rejection.detail, "dead letter");
+            batch.dead_letters.push(DeadLetter {
+                key: message.key().map(<[u8]>::to_vec),
+                payload: message.payload().map(<[u8]>::to_vec),
+                reason: rejection.reason,
+                detail: rejection.detail,
+                topic: topic.to_owned(),
+                partition: message.partition(),
+                offset: message.offset(),
+            });
+        }
+    }
+    positions.advance(topic, message.partition(), message.offset() + 1);
+}
+
+/// Where a batch goes.
+struct Publisher {
+    producer: FutureProducer,
+    encoder: RecordEncoder<UsageEvent>,
+    topic: String,
+    dead_letters: KafkaSink,
+}
+
+/// Publishes the batch (retrying until the broker acknowledges every message), then commits the
+/// offsets read so far. A failed commit is only logged and tried again with the next batch: until
+/// then the documents would be read again after a restart, and become the same events.
+async fn flush(
+    publisher: &Publisher,
+    consumer: &StreamConsumer,
+    batch: &mut Batch,
+    positions: &mut Positions,
+    summary: &mut ElasticSummary,
+) -> anyhow::Result<()> {
+    if !batch.is_empty() {
+        let batch = std::mem::take(batch);
+        summary.published += publisher.publish(&batch).await? as u64;
+    }
+    let tpl = positions.to_commit();
+    if tpl.count() > 0 {
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => positions.mark_committed(),
+            Err(error) => {
+                warn!(%error, "committing offsets failed; retried with the next batch")
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Publisher {
+    /// Produces the batch's events and dead letters and waits for every acknowledgement; returns
+    /// the number of events.
+    async fn publish(&self, batch: &Batch) -> anyhow::Result<usize> {
+        let mut encoded = Vec::with_capacity(batch.events.len());
+        for event in &batch.events {
+            let mut backoff = Duration::from_millis(200);
+            let payload = loop {
+                match self.encoder.encode(event).await {
+                    Ok(payload) => break payload,
+                    Err(error) if error.is_retriable() => {
+                        warn!(%error, retry_in = ?backoff, "schema registry unavailable; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
+                    Err(error) => {
+                        return Err(error)
+                            .context("encoding a UsageEvent (is the schema registered?)")
+                    }
+                }
+            };
+            encoded.push((event.subject.cluster_id.as_str(), payload));
+        }
+        let mut pending: Vec<usize> = (0..encoded.len()).collect();
+        let mut backoff = Duration::from_millis(200);
+        while !pending.is_empty() {
+            let sends = pending.iter().map(|&i| {
+                let (key, payload) = &encoded[i];
+                self.producer.send(
+                    FutureRecord::to(&self.topic).key(*key).payload(payload),
+                    Duration::from_secs(30),
+                )
+            });
+            let results = futures::future::join_all(sends).await;
+            let mut failed = Vec::new();
+            for (&i, result) in pending.iter().zip(results) {
+                if let Err((error, _)) = result {
+                    warn!(%error, topic = %self.topic, "producing an event failed");
+                    failed.push(i);
+                }
+            }
+            if !failed.is_empty() {
+                warn!(failed = failed.len(), retry_in = ?backoff, "retrying unacknowledged events");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            pending = failed;
+        }
+        let mut backoff = Duration::from_millis(200);
+        while let Err(error) = self.dead_letters.dead_letters(&batch.dead_letters).await {
+            warn!(%error, retry_in = ?backoff, "producing dead letters failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+        Ok(encoded.len())
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::ecs::{CapacitySource, UsageSource};
+
+    #[test]
+    fn the_elastic_section_parses_with_defaults_and_refuses_unknown_keys() {
+        let settings: Settings = toml::from_str(
+            r#"
+            [elastic]
+            topics = ["metrics-a", "metrics-b"]
+            default_cluster_id = "gke-prod-1"
+            cluster_ids = { "metrics-b" = "aks-prod-2" }
+            default_period = "30s"
+            usage_from = "pod"
+            "#,
+        )
+        .unwrap();
+        let e = &settings.elastic;
+        assert_eq!(e.group_id, "usage-tracker-elastic");
+        assert_eq!(e.usage_from, UsageSource::Pod);
+        assert_eq!(e.capacity_from, CapacitySource::StateNode);
+        let a = e.ecs_settings("metrics-a");
+        assert_eq!(a.default_cluster_id.as_deref(), Some("gke-prod-1"));
+        assert_eq!(a.source, "//elastic-agent/metrics-a");
+        assert_eq!(a.default_period, Duration::from_secs(30));
+        let b = e.ecs_settings("metrics-b");
+        assert_eq!(b.default_cluster_id.as_deref(), Some("aks-prod-2"));
+
+        let defaults = Settings::default().elastic;
+        assert_eq!(defaults.topics, vec!["elastic.metrics.kubernetes"]);
+        assert_eq!(defaults.default_period, Duration::from_secs(10));
+        assert_eq!(defaults.usage_from, UsageSource::Container);
+
+        for bad in [
+            "[elastic]\ntopic = [\"x\"]",
+            "[elastic]\nusage_from = \"node\"",
+            "[elastic]\ncapacity_from = \"kubelet\"",
+        ] {
+            assert!(toml::from_str::<Settings>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn positions_commit_only_what_advanced() {
+        let mut p = Positions::default();
+        p.start("a", 0, 5);
+        p.advance("a", 1, 3);
+        p.advance("a", 1, 4);
+        p.advance("a", 1, 2);
+        assert_eq!(p.get("a", 1), Some(4), "never moves back");
+        let tpl = p.to_commit();
+        assert_eq!(tpl.count(), 1);
+        assert_eq!(
+            tpl.find_partition("a", 1).unwrap().offset(),
+            Offset::Offset(4)
+        );
+        p.mark_committed();
+        assert_eq!(p.to_commit().count(), 0);
+        assert_eq!(p.get("a", 0), Some(5));
+    }
+}

@@ -1,0 +1,2085 @@
+//! Elastic Agent and Metricbeat Kubernetes documents (ECS JSON, one document per Kafka message)
+//! -> [`UsageEvent`]s, by §4.3/§4.4 of the Usage Tracking Standard. Pure, no I/O.
+//!
+//! Every document becomes exactly one [`EcsOutcome`] or a [`Rejection`]:
+//!
+//! | document | outcome |
+//! |---|---|
+//! | `pod` / `container` (kubelet, the one chosen by [`UsageSource`]) | cpu and memory `usage` |
+//! | `state_container` | cpu and memory `request` / `limit` |
+//! | `state_node` (or `node`, by [`CapacitySource`]) | cpu and memory `capacity`, no namespace |
+//! | `volume` | storage `usage` |
+//! | `state_persistentvolumeclaim` | storage `request` |
+//! | one of those, without any accounted field | [`EcsOutcome::Empty`] |
+//! | the other source of usage or capacity, a known but irrelevant `kubernetes` metricset | [`EcsOutcome::Skipped`] |
+//! | another module (`system.cpu` ...) | [`EcsOutcome::Skipped`]`(`[`NON_KUBERNETES`]`)` |
+//! | not one JSON object | `not_json` |
+//! | an unknown `kubernetes` metricset, or no metricset at all | `unknown_metricset` |
+//! | a wrong type, a negative amount, no `@timestamp`, no cluster identity | `invalid_event` |
+//! | usage, request or limit without `kubernetes.namespace` | `no_namespace` |
+//!
+//! A gauge `v` sampled every `p` seconds at `t` is `v × p` over `[t − p, t)`; `p` is
+//! `metricset.period` (ms) or the configured default. The event id is a hash of the document's
+//! identity and time, so a redelivered document gets the same id and is counted once downstream.
+//! Pod network counters are cumulative and not accounted (see `docs/elastic-agent.md`).
+//!
+//! Parsing borrows from the payload: a document costs no allocation until it becomes an event.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3Default;
+
+use super::{DeadLetterReason, Rejection};
+use crate::measure::Resource;
+use crate::standard::{
+    EpochMillis, Measurement, MeasurementKind, UsageEvent, WorkloadSubject, SPEC_VERSION,
+    USAGE_EVENT_TYPE,
+};
+
+/// [`EcsOutcome::Skipped`] label of documents from modules other than `kubernetes`.
+pub const NON_KUBERNETES: &str = "non_kubernetes";
+
+/// `kubernetes` metricsets (and log datasets) that carry nothing the tracker accounts: skipped.
+const IRRELEVANT: [&str; 20] = [
+    "apiserver",
+    "audit_logs",
+    "container_logs",
+    "controllermanager",
+    "event",
+    "proxy",
+    "scheduler",
+    "state_cronjob",
+    "state_daemonset",
+    "state_deployment",
+    "state_job",
+    "state_namespace",
+    "state_persistentvolume",
+    "state_pod",
+    "state_replicaset",
+    "state_resourcequota",
+    "state_service",
+    "state_statefulset",
+    "state_storageclass",
+    "system",
+];
+
+/// Which kubelet metricset cpu and memory usage come from. A pod's `pod` sample and its
+/// containers' `container` samples measure the same consumption, so only one is accounted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageSource {
+    /// `container` (the level requests and limits are set on); `pod` documents are skipped.
+    #[default]
+    Container,
+    /// `pod`; `container` documents are skipped.
+    Pod,
+}
+
+/// Which metricset node allocatable (cluster capacity) comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapacitySource {
+    /// kube-state-metrics `state_node`; kubelet `node` documents are skipped.
+    #[default]
+    StateNode,
+    /// kubelet `node`, which carried allocatable up to Metricbeat 7.0; `state_node` is skipped.
+    Node,
+}
+
+/// How documents of one input become events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcsSettings {
+    /// Cluster id of documents without `orchestrator.cluster.id` or `.name`.
+    pub default_cluster_id: Option<String>,
+    /// Sample period of documents without `metricset.period`.
+    pub default_period: Duration,
+    /// CloudEvents `source` of the events, e.g. `//elastic-agent/elastic.metrics.kubernetes`.
+    pub source: String,
+    /// Where cpu and memory usage come from.
+    pub usage_from: UsageSource,
+    /// Where node capacity comes from.
+    pub capacity_from: CapacitySource,
+}
+
+impl EcsSettings {
+    /// Settings with `source`, a 10 s default period, no default cluster and the default sources.
+    pub fn new(source: impl Into<String>) -> Self {
+        Self {
+            default_cluster_id: None,
+            default_period: Duration::from_secs(10),
+            source: source.into(),
+            usage_from: UsageSource::default(),
+            capacity_from: CapacitySource::default(),
+        }
+    }
+}
+
+/// What became of one document.
+#[derive(Debug, Clone, PartialEq)]
+// Returned and consumed at once: boxing the event would cost an allocation per document.
+#[allow(clippy::large_enum_variant)]
+pub enum EcsOutcome {
+    /// An event to publish.
+    Usage(UsageEvent),
+    /// A metricset that is not accounted (or accounted from another metricset); the label is the
+    /// metricset name, or [`NON_KUBERNETES`].
+    Skipped(&'static str),
+    /// An accounted metricset whose document carries none of the accounted fields (e.g. a
+    /// container without requests or limits); the label is the metricset name.
+    Empty(&'static str),
+}
+
+/// Turns ECS documents into [`UsageEvent`]s.
+#[derive(Debug, Clone)]
+pub struct EcsNormaliser {
+    settings: EcsSettings,
+    default_period_ms: i64,
+}
+
+/// The metricsets that are accounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Metricset {
+    Pod,
+    Container,
+    StateContainer,
+    Node,
+    StateNode,
+    Volume,
+    StatePvc,
+}
+
+impl Metricset {
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "pod" => Metricset::Pod,
+            "container" => Metricset::Container,
+            "state_container" => Metricset::StateContainer,
+            "node" => Metricset::Node,
+            "state_node" => Metricset::StateNode,
+            "volume" => Metricset::Volume,
+            "state_persistentvolumeclaim" => Metricset::StatePvc,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Metricset::Pod => "pod",
+            Metricset::Container => "container",
+            Metricset::StateContainer => "state_container",
+            Metricset::Node => "node",
+            Metricset::StateNode => "state_node",
+            Metricset::Volume => "volume",
+            Metricset::StatePvc => "state_persistentvolumeclaim",
+        }
+    }
+
+    /// Node metricsets: capacity, cluster-scoped, no namespace.
+    fn is_node(self) -> bool {
+        matches!(self, Metricset::Node | Metricset::StateNode)
+    }
+}
+
+/// How a raw value becomes an amount over the period.
+#[derive(Debug, Clone, Copy)]
+enum Scale {
+    /// `value × p`.
+    Gauge,
+    /// `value / 10⁹ × p` (nanocores to core-seconds).
+    Nanocores,
+}
+
+fn reject(reason: DeadLetterReason, detail: impl Into<String>) -> Rejection {
+    Rejection::new(reason, detail)
+}
+
+impl EcsNormaliser {
+    /// A normaliser; fails if the default period is under a millisecond.
+    pub fn new(settings: EcsSettings) -> anyhow::Result<Self> {
+        let default_period_ms = i64::try_from(settings.default_period.as_millis())?;
+        anyhow::ensure!(
+            default_period_ms >= 1,
+            "the default period must be at least 1 ms, not {:?}",
+            settings.default_period
+        );
+        Ok(Self {
+            settings,
+            default_period_ms,
+        })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &EcsSettings {
+        &self.settings
+    }
+
+    /// Turns one Kafka message payload into an event, a skip, or a rejection.
+    pub fn normalise(&self, payload: &[u8]) -> Result<EcsOutcome, Rejection> {
+        let doc = parse(payload)?;
+        let metricset = match classify(&doc)? {
+            Class::Accounted(metricset) => metricset,
+            Class::Skipped(label) => return Ok(EcsOutcome::Skipped(label)),
+        };
+        match (
+            metricset,
+            self.settings.usage_from,
+            self.settings.capacity_from,
+        ) {
+            (Metricset::Pod, UsageSource::Container, _)
+            | (Metricset::Container, UsageSource::Pod, _)
+            | (Metricset::Node, _, CapacitySource::StateNode)
+            | (Metricset::StateNode, _, CapacitySource::Node) => {
+                return Ok(EcsOutcome::Skipped(metricset.name()))
+            }
+            _ => {}
+        }
+        let period_ms = match doc.metricset.as_ref().and_then(|m| m.period) {
+            None => self.default_period_ms,
+            Some(ms) if (1.0..1e15).contains(&ms) => ms.round() as i64,
+            Some(ms) => {
+                return Err(reject(
+                    DeadLetterReason::InvalidEvent,
+                    format!("metricset.period is {ms} ms: must be from 1 ms to 10^15 ms"),
+                ))
+            }
+        };
+        let measurements = measurements(&doc, metricset, period_ms)?;
+        if measurements.is_empty() {
+            return Ok(EcsOutcome::Empty(metricset.name()));
+        }
+        let end = timestamp(&doc)?;
+        let k8s = doc.kubernetes.as_ref();
+        let cluster = doc.orchestrator.as_ref().and_then(|o| o.cluster.as_ref());
+        let cluster_name = cluster.and_then(|c| non_empty(&c.name));
+        let cluster_id = cluster
+            .and_then(|c| non_empty(&c.id))
+            .or(cluster_name)
+            .or(self.settings.default_cluster_id.as_deref())
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                reject(
+                    DeadLetterReason::InvalidEvent,
+                    "no cluster identity: orchestrator.cluster.id and .name are absent and no \
+                     default cluster id is configured for this input",
+                )
+            })?;
+        let namespace = if metricset.is_node() {
+            None
+        } else {
+            Some(k8s.and_then(|k| non_empty(&k.namespace)).ok_or_else(|| {
+                reject(
+                    DeadLetterReason::NoNamespace,
+                    format!("{} document without kubernetes.namespace", metricset.name()),
+                )
+            })?)
+        };
+        let pod = k8s.and_then(|k| k.pod.as_ref());
+        let pod_name = pod.and_then(|p| non_empty(&p.name));
+        let pod_uid = pod.and_then(|p| non_empty(&p.uid));
+        let container_name = k8s
+            .and_then(|k| k.container.as_ref())
+            .and_then(|c| non_empty(&c.name));
+        let node_name = k8s
+            .and_then(|k| k.node.as_ref())
+            .and_then(|n| non_empty(&n.name));
+        let volume_name = k8s
+            .and_then(|k| k.volume.as_ref())
+            .and_then(|v| non_empty(&v.name));
+        let pvc_name = k8s
+            .and_then(|k| k.persistentvolumeclaim.as_ref())
+            .and_then(|p| non_empty(&p.name));
+        let (workload_kind, workload_name) = match metricset {
+            Metricset::Node | Metricset::StateNode => (node_name.map(|_| "Node"), node_name),
+            Metricset::StatePvc => (pvc_name.map(|_| "PersistentVolumeClaim"), pvc_name),
+            _ => k8s.and_then(Kubernetes::owner).unzip(),
+        };
+        let id = event_id(&[
+            Some(metricset.name()),
+            Some(cluster_id),
+            namespace,
+            pod_uid.or(pod_name),
+            container_name,
+            node_name,
+            volume_name,
+            pvc_name,
+        ])
+        .with_time(end);
+        let labels = k8s
+            .and_then(|k| k.labels.as_ref())
+            .map(|l| {
+                l.0.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let owned = |s: Option<&str>| s.map(str::to_owned);
+        Ok(EcsOutcome::Usage(UsageEvent {
+            specversion: SPEC_VERSION.to_owned(),
+            id,
+            source: self.settings.source.clone(),
+            event_type: USAGE_EVENT_TYPE.to_owned(),
+            time: end,
+            start: end - period_ms,
+            end,
+            subject: WorkloadSubject {
+                cluster_id: cluster_id.to_owned(),
+                cluster_name: owned(cluster_name),
+                namespace: owned(namespace),
+                pod_name: owned(pod_name),
+                pod_uid: owned(pod_uid),
+                container_name: owned(container_name),
+                node_name: owned(node_name),
+                workload_kind: owned(workload_kind),
+                workload_name: owned(workload_name),
+                labels,
+            },
+            measurements,
+        }))
+    }
+}
+
+/// Parses the payload; anything but one JSON object is `not_json`, a JSON object with a field of
+/// the wrong type is `invalid_event`.
+fn parse(payload: &[u8]) -> Result<Doc<'_>, Rejection> {
+    match payload.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => {
+            return Err(reject(DeadLetterReason::NotJson, "empty payload"));
+        }
+        Some(b'{') => {}
+        Some(_) => {
+            return Err(reject(
+                DeadLetterReason::NotJson,
+                "not a JSON object: every message must be one ECS document",
+            ))
+        }
+    }
+    serde_json::from_slice(payload).map_err(|error| {
+        let reason = match error.classify() {
+            serde_json::error::Category::Data => DeadLetterReason::InvalidEvent,
+            _ => DeadLetterReason::NotJson,
+        };
+        reject(reason, error.to_string())
+    })
+}
+
+enum Class {
+    Accounted(Metricset),
+    Skipped(&'static str),
+}
+
+/// Tells the metricset: `metricset.name`, else the part after the module in `data_stream.dataset`
+/// or `event.dataset`. The module is `event.module`, `metricset.module`, the dataset's prefix, or
+/// `kubernetes` when the document has a `kubernetes` object.
+fn classify(doc: &Doc<'_>) -> Result<Class, Rejection> {
+    let dataset = doc
+        .data_stream
+        .as_ref()
+        .and_then(|d| non_empty(&d.dataset))
+        .or_else(|| doc.event.as_ref().and_then(|e| non_empty(&e.dataset)));
+    let (dataset_module, dataset_name) = dataset.and_then(|d| d.split_once('.')).unzip();
+    let name = doc
+        .metricset
+        .as_ref()
+        .and_then(|m| non_empty(&m.name))
+        .or(dataset_name);
+    let module = doc
+        .event
+        .as_ref()
+        .and_then(|e| non_empty(&e.module))
+        .or_else(|| doc.metricset.as_ref().and_then(|m| non_empty(&m.module)))
+        .or(dataset_module)
+        .or(doc.kubernetes.as_ref().map(|_| "kubernetes"));
+    match (module, name) {
+        (Some("kubernetes"), Some(name)) => {
+            if let Some(metricset) = Metricset::parse(name) {
+                Ok(Class::Accounted(metricset))
+            } else if let Some(known) = IRRELEVANT.iter().find(|m| **m == name) {
+                Ok(Class::Skipped(known))
+            } else {
+                Err(reject(
+                    DeadLetterReason::UnknownMetricset,
+                    format!("kubernetes metricset {name:?} is not known to this version"),
+                ))
+            }
+        }
+        (Some("kubernetes"), None) => Err(reject(
+            DeadLetterReason::UnknownMetricset,
+            "kubernetes document without metricset.name, data_stream.dataset or event.dataset",
+        )),
+        (Some(_), _) | (None, Some(_)) => Ok(Class::Skipped(NON_KUBERNETES)),
+        (None, None) => Err(reject(
+            DeadLetterReason::UnknownMetricset,
+            "not a Metricbeat document: no metricset.name, data_stream.dataset, event.dataset \
+             or event.module",
+        )),
+    }
+}
+
+/// The accounted quantities of a document, each `value × p` (see [`Scale`]).
+fn measurements(
+    doc: &Doc<'_>,
+    metricset: Metricset,
+    period_ms: i64,
+) -> Result<Vec<Measurement>, Rejection> {
+    use MeasurementKind::*;
+    use Resource::*;
+    let k8s = doc.kubernetes.as_ref();
+    let pod = k8s.and_then(|k| k.pod.as_ref());
+    let container = k8s.and_then(|k| k.container.as_ref());
+    let node = k8s.and_then(|k| k.node.as_ref());
+    let cpu_usage = |cpu: Option<&CpuDoc>| cpu?.usage.as_ref()?.nanocores;
+    let cores = |c: Option<&Cores>| c?.cores;
+    let bytes = |b: Option<&Bytes>| b?.bytes;
+    type Raw = (Resource, MeasurementKind, Scale, &'static str, Option<f64>);
+    let raw: [Option<Raw>; 4] = match metricset {
+        Metricset::Pod => {
+            let cpu = pod.and_then(|p| p.cpu.as_ref());
+            let memory = pod.and_then(|p| p.memory.as_ref());
+            let working_set = memory.and_then(|m| bytes(m.working_set.as_ref()));
+            [
+                Some((
+                    Cpu,
+                    Usage,
+                    Scale::Nanocores,
+                    "kubernetes.pod.cpu.usage.nanocores",
+                    cpu_usage(cpu),
+                )),
+                Some(if working_set.is_some() {
+                    (
+                        Memory,
+                        Usage,
+                        Scale::Gauge,
+                        "kubernetes.pod.memory.working_set.bytes",
+                        working_set,
+                    )
+                } else {
+                    (
+                        Memory,
+                        Usage,
+                        Scale::Gauge,
+                        "kubernetes.pod.memory.usage.bytes",
+                        memory.and_then(|m| bytes(m.usage.as_ref())),
+                    )
+                }),
+                None,
+                None,
+            ]
+        }
+        Metricset::Container => {
+            let cpu = container.and_then(|c| c.cpu.as_ref());
+            let memory = container.and_then(|c| c.memory.as_ref());
+            let working_set = memory.and_then(|m| bytes(m.workingset.as_ref()));
+            [
+                Some((
+                    Cpu,
+                    Usage,
+                    Scale::Nanocores,
+                    "kubernetes.container.cpu.usage.nanocores",
+                    cpu_usage(cpu),
+                )),
+                Some(if working_set.is_some() {
+                    (
+                        Memory,
+                        Usage,
+                        Scale::Gauge,
+                        "kubernetes.container.memory.workingset.bytes",
+                        working_set,
+                    )
+                } else {
+                    (
+                        Memory,
+                        Usage,
+                        Scale::Gauge,
+                        "kubernetes.container.memory.usage.bytes",
+                        memory.and_then(|m| bytes(m.usage.as_ref())),
+                    )
+                }),
+                None,
+                None,
+            ]
+        }
+        Metricset::StateContainer => {
+            let cpu = container.and_then(|c| c.cpu.as_ref());
+            let memory = container.and_then(|c| c.memory.as_ref());
+            [
+                Some((
+                    Cpu,
+                    Request,
+                    Scale::Gauge,
+                    "kubernetes.container.cpu.request.cores",
+                    cores(cpu.and_then(|c| c.request.as_ref())),
+                )),
+                Some((
+                    Cpu,
+                    Limit,
+                    Scale::Gauge,
+                    "kubernetes.container.cpu.limit.cores",
+                    cores(cpu.and_then(|c| c.limit.as_ref())),
+                )),
+                Some((
+                    Memory,
+                    Request,
+                    Scale::Gauge,
+                    "kubernetes.container.memory.request.bytes",
+                    bytes(memory.and_then(|m| m.request.as_ref())),
+                )),
+                Some((
+                    Memory,
+                    Limit,
+                    Scale::Gauge,
+                    "kubernetes.container.memory.limit.bytes",
+                    bytes(memory.and_then(|m| m.limit.as_ref())),
+                )),
+            ]
+        }
+        Metricset::Node | Metricset::StateNode => [
+            Some((
+                Cpu,
+                Capacity,
+                Scale::Gauge,
+                "kubernetes.node.cpu.allocatable.cores",
+                cores(
+                    node.and_then(|n| n.cpu.as_ref())
+                        .and_then(|c| c.allocatable.as_ref()),
+                ),
+            )),
+            Some((
+                Memory,
+                Capacity,
+                Scale::Gauge,
+                "kubernetes.node.memory.allocatable.bytes",
+                bytes(
+                    node.and_then(|n| n.memory.as_ref())
+                        .and_then(|m| m.allocatable.as_ref()),
+                ),
+            )),
+            None,
+            None,
+        ],
+        Metricset::Volume => [
+            Some((
+                Storage,
+                Usage,
+                Scale::Gauge,
+                "kubernetes.volume.fs.used.bytes",
+                bytes(
+                    k8s.and_then(|k| k.volume.as_ref())
+                        .and_then(|v| v.fs.as_ref())
+                        .and_then(|f| f.used.as_ref()),
+                ),
+            )),
+            None,
+            None,
+            None,
+        ],
+        Metricset::StatePvc => [
+            Some((
+                Storage,
+                Request,
+                Scale::Gauge,
+                "kubernetes.persistentvolumeclaim.request_storage.bytes",
+                bytes(
+                    k8s.and_then(|k| k.persistentvolumeclaim.as_ref())
+                        .and_then(|p| p.request_storage.as_ref()),
+                ),
+            )),
+            None,
+            None,
+            None,
+        ],
+    };
+    let period = period_ms as f64;
+    let mut out = Vec::new();
+    for (resource, kind, scale, field, value) in raw.into_iter().flatten() {
+        let Some(value) = value else { continue };
+        // One multiplication of exact integers and one division: the quantity is the decimal
+        // result correctly rounded (e.g. 15144561 nanocores over 10 s is exactly 0.15144561).
+        let quantity = match scale {
+            Scale::Gauge => value * period / 1e3,
+            Scale::Nanocores => value * period / 1e12,
+        };
+        if !(value >= 0.0 && quantity.is_finite()) {
+            return Err(reject(
+                DeadLetterReason::InvalidEvent,
+                format!("{field} is {value}: must be finite and >= 0"),
+            ));
+        }
+        out.push(Measurement {
+            resource: resource.name().to_owned(),
+            kind,
+            quantity,
+            unit: resource.unit().to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+/// `@timestamp` (RFC 3339, UTC) in epoch ms.
+fn timestamp(doc: &Doc<'_>) -> Result<EpochMillis, Rejection> {
+    let text = non_empty(&doc.timestamp).ok_or_else(|| {
+        reject(
+            DeadLetterReason::InvalidEvent,
+            "no @timestamp: the sample time is required",
+        )
+    })?;
+    humantime::parse_rfc3339_weak(text)
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .and_then(|d| EpochMillis::try_from(d.as_millis()).ok())
+        .ok_or_else(|| {
+            reject(
+                DeadLetterReason::InvalidEvent,
+                format!("@timestamp {text:?} is not an RFC 3339 UTC time after 1970"),
+            )
+        })
+}
+
+fn non_empty<'s>(value: &'s Option<Text<'_>>) -> Option<&'s str> {
+    value
+        .as_ref()
+        .map(|t| t.0.as_ref())
+        .filter(|s| !s.is_empty())
+}
+
+/// Hash of the identity fields (length-prefixed, absent distinct from empty) and the time.
+struct EventId(Xxh3Default);
+
+fn event_id(fields: &[Option<&str>]) -> EventId {
+    let mut hasher = Xxh3Default::new();
+    for field in fields {
+        match field {
+            Some(s) => {
+                hasher.update(&(s.len() as u64).to_le_bytes());
+                hasher.update(s.as_bytes());
+            }
+            None => hasher.update(&u64::MAX.to_le_bytes()),
+        }
+    }
+    EventId(hasher)
+}
+
+impl EventId {
+    /// The id: 32 lower-case hex digits of the 128-bit hash.
+    fn with_time(mut self, end: EpochMillis) -> String {
+        self.0.update(&end.to_le_bytes());
+        let hash = self.0.digest128();
+        let mut id = String::with_capacity(32);
+        for shift in (0..32).rev() {
+            let digit = ((hash >> (shift * 4)) & 0xf) as u8;
+            id.push(char::from(if digit < 10 {
+                b'0' + digit
+            } else {
+                b'a' + digit - 10
+            }));
+        }
+        id
+    }
+}
+
+// ---- The document, as far as it is read. Unknown fields are skipped without allocating. ----
+
+#[derive(Deserialize)]
+struct Doc<'a> {
+    #[serde(rename = "@timestamp", borrow)]
+    timestamp: Option<Text<'a>>,
+    #[serde(borrow)]
+    metricset: Option<MetricsetDoc<'a>>,
+    #[serde(borrow)]
+    data_stream: Option<DataStream<'a>>,
+    #[serde(borrow)]
+    event: Option<EventDoc<'a>>,
+    #[serde(borrow)]
+    orchestrator: Option<Orchestrator<'a>>,
+    #[serde(borrow)]
+    kubernetes: Option<Kubernetes<'a>>,
+}
+
+#[derive(Deserialize)]
+struct MetricsetDoc<'a> {
+    #[serde(borrow)]
+    name: Option<Text<'a>>,
+    #[serde(borrow)]
+    module: Option<Text<'a>>,
+    period: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct DataStream<'a> {
+    #[serde(borrow)]
+    dataset: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct EventDoc<'a> {
+    #[serde(borrow)]
+    dataset: Option<Text<'a>>,
+    #[serde(borrow)]
+    module: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Orchestrator<'a> {
+    #[serde(borrow)]
+    cluster: Option<Cluster<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Cluster<'a> {
+    #[serde(borrow)]
+    id: Option<Text<'a>>,
+    #[serde(borrow)]
+    name: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Kubernetes<'a> {
+    #[serde(borrow)]
+    namespace: Option<Text<'a>>,
+    #[serde(borrow)]
+    pod: Option<PodDoc<'a>>,
+    #[serde(borrow)]
+    container: Option<ContainerDoc<'a>>,
+    #[serde(borrow)]
+    node: Option<NodeDoc<'a>>,
+    #[serde(borrow)]
+    volume: Option<VolumeDoc<'a>>,
+    #[serde(borrow)]
+    persistentvolumeclaim: Option<PvcDoc<'a>>,
+    #[serde(borrow)]
+    labels: Option<Labels<'a>>,
+    #[serde(borrow)]
+    deployment: Option<Named<'a>>,
+    #[serde(borrow)]
+    statefulset: Option<Named<'a>>,
+    #[serde(borrow)]
+    daemonset: Option<Named<'a>>,
+    #[serde(borrow)]
+    cronjob: Option<Named<'a>>,
+    #[serde(borrow)]
+    job: Option<Named<'a>>,
+    #[serde(borrow)]
+    replicaset: Option<Named<'a>>,
+}
+
+impl Kubernetes<'_> {
+    /// The top-level owner: Deployment over ReplicaSet, CronJob over Job (standard §2.2).
+    fn owner(&self) -> Option<(&'static str, &str)> {
+        [
+            ("Deployment", &self.deployment),
+            ("StatefulSet", &self.statefulset),
+            ("DaemonSet", &self.daemonset),
+            ("CronJob", &self.cronjob),
+            ("Job", &self.job),
+            ("ReplicaSet", &self.replicaset),
+        ]
+        .into_iter()
+        .find_map(|(kind, named)| Some((kind, non_empty(&named.as_ref()?.name)?)))
+    }
+}
+
+#[derive(Deserialize)]
+struct Named<'a> {
+    #[serde(borrow)]
+    name: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PodDoc<'a> {
+    #[serde(borrow)]
+    name: Option<Text<'a>>,
+    #[serde(borrow)]
+    uid: Option<Text<'a>>,
+    cpu: Option<CpuDoc>,
+    memory: Option<MemoryDoc>,
+}
+
+#[derive(Deserialize)]
+struct ContainerDoc<'a> {
+    #[serde(borrow)]
+    name: Option<Text<'a>>,
+    cpu: Option<CpuDoc>,
+    memory: Option<MemoryDoc>,
+}
+
+#[derive(Deserialize)]
+struct NodeDoc<'a> {
+    #[serde(borrow)]
+    name: Option<Text<'a>>,
+    cpu: Option<CpuDoc>,
+    memory: Option<MemoryDoc>,
+}
+
+#[derive(Deserialize)]
+struct VolumeDoc<'a> {
+    #[serde(borrow)]
+    name: Option<Text<'a>>,
+    fs: Option<Fs>,
+}
+
+#[derive(Deserialize)]
+struct Fs {
+    used: Option<Bytes>,
+}
+
+#[derive(Deserialize)]
+struct PvcDoc<'a> {
+    #[serde(borrow)]
+    name: Option<Text<'a>>,
+    request_storage: Option<Bytes>,
+}
+
+#[derive(Deserialize)]
+struct CpuDoc {
+    usage: Option<CpuUsage>,
+    request: Option<Cores>,
+    limit: Option<Cores>,
+    allocatable: Option<Cores>,
+}
+
+#[derive(Deserialize)]
+struct CpuUsage {
+    nanocores: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct Cores {
+    cores: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct MemoryDoc {
+    usage: Option<Bytes>,
+    working_set: Option<Bytes>,
+    workingset: Option<Bytes>,
+    request: Option<Bytes>,
+    limit: Option<Bytes>,
+    allocatable: Option<Bytes>,
+}
+
+#[derive(Deserialize)]
+struct Bytes {
+    bytes: Option<f64>,
+}
+
+/// `kubernetes.labels`: the string values, one level deep; other values are skipped.
+struct Labels<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Labels<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LabelsVisitor<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for LabelsVisitor<'a> {
+            type Value = Labels<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of labels")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Labels<'a>, A::Error> {
+                let mut labels = Vec::new();
+                while let Some(Text(key)) = map.next_key()? {
+                    if let MaybeText(Some(value)) = map.next_value()? {
+                        labels.push((key, value));
+                    }
+                }
+                Ok(Labels(labels))
+            }
+        }
+        deserializer.deserialize_map(LabelsVisitor(PhantomData))
+    }
+}
+
+/// A string, borrowed from the payload unless it has escapes. (serde's own `Cow<str>` borrows
+/// only as a field's whole type, never inside an `Option`: it would allocate every string.)
+struct Text<'a>(Cow<'a, str>);
+
+struct TextVisitor<'a>(PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for TextVisitor<'a> {
+    type Value = Option<Cow<'a, str>>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v)))
+    }
+    // Anything else: not a string (only reached through `deserialize_any`, by `MaybeText`).
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_str(TextVisitor(PhantomData))?
+            .map(Text)
+            .ok_or_else(|| de::Error::custom("expected a string"))
+    }
+}
+
+/// A label value: the string, or `None` for any other JSON value.
+struct MaybeText<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for MaybeText<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(TextVisitor(PhantomData))
+            .map(MaybeText)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every document of the shared Elastic fixtures (`../shared/fixtures/elastic`, see its
+    //! README), plus synthetic cases. Quantities are exact: each is one product of integers
+    //! divided once, so the expected value is the decimal result written as a literal.
+
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+
+    use serde_json::json;
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/elastic");
+
+    fn fixture_dir() -> &'static Path {
+        let dir = Path::new(FIXTURES);
+        assert!(
+            dir.is_dir(),
+            "the Elastic fixture documents are missing: expected the directory {FIXTURES} \
+             (shared/fixtures/elastic next to the repository)"
+        );
+        dir
+    }
+
+    fn fixture(path: &str) -> Vec<u8> {
+        std::fs::read(fixture_dir().join(path))
+            .unwrap_or_else(|e| panic!("reading fixture {path}: {e}"))
+    }
+
+    fn settings() -> EcsSettings {
+        EcsSettings {
+            default_cluster_id: Some("fallback".into()),
+            ..EcsSettings::new("//elastic-agent/test")
+        }
+    }
+
+    fn normaliser(settings: EcsSettings) -> EcsNormaliser {
+        EcsNormaliser::new(settings).unwrap()
+    }
+
+    fn default_normaliser() -> EcsNormaliser {
+        normaliser(settings())
+    }
+
+    fn usage_with(n: &EcsNormaliser, payload: &[u8]) -> UsageEvent {
+        match n.normalise(payload) {
+            Ok(EcsOutcome::Usage(event)) => event,
+            other => panic!(
+                "expected an event from {}, got {other:?}",
+                String::from_utf8_lossy(payload)
+            ),
+        }
+    }
+
+    fn usage(path: &str) -> UsageEvent {
+        usage_with(&default_normaliser(), &fixture(path))
+    }
+
+    fn rejection(n: &EcsNormaliser, payload: &[u8]) -> Rejection {
+        match n.normalise(payload) {
+            Err(rejection) => rejection,
+            Ok(outcome) => panic!(
+                "expected a rejection of {}, got {outcome:?}",
+                String::from_utf8_lossy(payload)
+            ),
+        }
+    }
+
+    /// `(resource, kind, quantity)`, after checking every unit is its resource's unit.
+    fn quantities(event: &UsageEvent) -> Vec<(&str, MeasurementKind, f64)> {
+        event
+            .measurements
+            .iter()
+            .map(|m| {
+                let resource = Resource::parse(&m.resource).expect("a standard resource");
+                assert_eq!(m.unit, resource.unit(), "{}", m.resource);
+                (m.resource.as_str(), m.kind, m.quantity)
+            })
+            .collect()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn subject(cluster: &str, namespace: Option<&str>) -> WorkloadSubject {
+        WorkloadSubject {
+            cluster_id: cluster.into(),
+            namespace: namespace.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    fn some(s: &str) -> Option<String> {
+        Some(s.to_owned())
+    }
+
+    /// Checks the envelope and interval: `end` = `@timestamp`, `start` = `end - period`.
+    fn assert_envelope(event: &UsageEvent, end: EpochMillis, period_ms: i64) {
+        assert_eq!(event.specversion, "1.0");
+        assert_eq!(event.event_type, "io.ferrisdx.usage.v1");
+        assert_eq!(event.source, "//elastic-agent/test");
+        assert_eq!((event.time, event.end), (end, end));
+        assert_eq!(event.start, end - period_ms);
+        assert_eq!(event.id.len(), 32, "{}", event.id);
+        assert!(event.id.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    use MeasurementKind::{Capacity, Limit, Request, Usage};
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Expect {
+        Event,
+        Skipped(&'static str),
+        Empty(&'static str),
+        Rejected(DeadLetterReason),
+    }
+
+    /// What the default settings (usage from `container`, capacity from `state_node`) make of
+    /// every fixture document.
+    const EVERY_DOCUMENT: [(&str, Expect); 21] = [
+        (
+            "beats/container/data.json",
+            Expect::Rejected(DeadLetterReason::NotJson),
+        ),
+        ("beats/container/versions/cd377bbb/data.json", Expect::Event),
+        ("beats/node/data.json", Expect::Skipped("node")),
+        (
+            "beats/pod/data.json",
+            Expect::Rejected(DeadLetterReason::NotJson),
+        ),
+        (
+            "beats/state_container/data.json",
+            Expect::Empty("state_container"),
+        ),
+        (
+            "beats/state_container/versions/060e3176/data.json",
+            Expect::Event,
+        ),
+        ("beats/state_node/data.json", Expect::Event),
+        ("beats/state_persistentvolumeclaim/data.json", Expect::Event),
+        (
+            "beats/state_persistentvolumeclaim/versions/273bd5b7/data.json",
+            Expect::Event,
+        ),
+        ("beats/state_pod/data.json", Expect::Skipped("state_pod")),
+        (
+            "beats/volume/data.json",
+            Expect::Rejected(DeadLetterReason::NotJson),
+        ),
+        ("integrations/container/sample_event.json", Expect::Event),
+        (
+            "integrations/container/versions/1a6ce0e7/sample_event.json",
+            Expect::Event,
+        ),
+        (
+            "integrations/node/sample_event.json",
+            Expect::Skipped("node"),
+        ),
+        ("integrations/pod/sample_event.json", Expect::Skipped("pod")),
+        (
+            "integrations/pod/versions/0bd978f9/sample_event.json",
+            Expect::Skipped("pod"),
+        ),
+        (
+            "integrations/state_container/sample_event.json",
+            Expect::Event,
+        ),
+        ("integrations/state_node/sample_event.json", Expect::Event),
+        (
+            "integrations/state_persistentvolumeclaim/sample_event.json",
+            Expect::Event,
+        ),
+        (
+            "integrations/state_pod/sample_event.json",
+            Expect::Skipped("state_pod"),
+        ),
+        ("integrations/volume/sample_event.json", Expect::Event),
+    ];
+
+    fn documents_under(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                documents_under(&path, out);
+            } else if matches!(
+                path.file_name().and_then(|n| n.to_str()),
+                Some("data.json" | "sample_event.json")
+            ) {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn every_fixture_document_has_its_expected_outcome() {
+        let root = fixture_dir();
+        let mut found = Vec::new();
+        documents_under(root, &mut found);
+        let mut found: Vec<String> = found
+            .iter()
+            .map(|p| p.strip_prefix(root).unwrap().to_string_lossy().into_owned())
+            .collect();
+        found.sort();
+        let listed: Vec<&str> = EVERY_DOCUMENT.iter().map(|(p, _)| *p).collect();
+        assert_eq!(
+            found, listed,
+            "every fixture document is covered, and only those"
+        );
+        let n = default_normaliser();
+        for (path, expected) in EVERY_DOCUMENT {
+            let got = match n.normalise(&fixture(path)) {
+                Ok(EcsOutcome::Usage(_)) => Expect::Event,
+                Ok(EcsOutcome::Skipped(m)) => Expect::Skipped(m),
+                Ok(EcsOutcome::Empty(m)) => Expect::Empty(m),
+                Err(r) => Expect::Rejected(r.reason),
+            };
+            assert_eq!(got, expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn beats_files_with_trailing_commas_are_not_json() {
+        let n = default_normaliser();
+        for path in [
+            "beats/pod/data.json",
+            "beats/container/data.json",
+            "beats/volume/data.json",
+        ] {
+            let r = rejection(&n, &fixture(path));
+            assert_eq!(r.reason, DeadLetterReason::NotJson, "{path}");
+            assert!(r.detail.contains("trailing comma"), "{path}: {}", r.detail);
+        }
+    }
+
+    #[test]
+    fn agent_container_sample_is_container_usage() {
+        let e = usage("integrations/container/sample_event.json");
+        // @timestamp 2021-12-20T09:53:30.156Z = 1639994010156 ms; metricset.period 10000 ms.
+        assert_envelope(&e, 1_639_994_010_156, 10_000);
+        assert_eq!(
+            e.subject,
+            WorkloadSubject {
+                cluster_name: some("kind"),
+                pod_name: some("elasticsearch-d5cbc495-f5rjf"),
+                pod_uid: some("75b5af67-2eed-42d2-8dfc-2a07a9f36c36"),
+                container_name: some("elasticsearch"),
+                node_name: some("kind-control-plane"),
+                // kubernetes.deployment.name wins over kubernetes.replicaset.name.
+                workload_kind: some("Deployment"),
+                workload_name: some("elasticsearch"),
+                labels: labels(&[("app", "elasticsearch"), ("pod-template-hash", "d5cbc495")]),
+                // No orchestrator.cluster.id: the name is the id.
+                ..subject("kind", Some("default"))
+            }
+        );
+        assert_eq!(
+            quantities(&e),
+            vec![
+                // 14604443 nanocores x 10000 ms / 1e12 = 0.14604443 core-seconds
+                ("cpu", Usage, 0.14604443),
+                // workingset 1490817024 B x 10 s = 14908170240 byte-seconds
+                ("memory", Usage, 14_908_170_240.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn old_agent_container_sample_uses_the_default_cluster() {
+        let e = usage("integrations/container/versions/1a6ce0e7/sample_event.json");
+        // 2020-06-25T12:32:29.748Z = 1593088349748 ms.
+        assert_envelope(&e, 1_593_088_349_748, 10_000);
+        assert_eq!(
+            e.subject,
+            WorkloadSubject {
+                pod_name: some("metricbeat-g9fc6"),
+                container_name: some("metricbeat"),
+                node_name: some("minikube"),
+                ..subject("fallback", Some("kube-system"))
+            }
+        );
+        assert_eq!(
+            quantities(&e),
+            vec![
+                // 611585 nanocores x 10000 ms / 1e12 = 0.00611585
+                ("cpu", Usage, 0.00611585),
+                // 21114880 B x 10 s = 211148800
+                ("memory", Usage, 211_148_800.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn metricbeat_7_container_ignores_its_requests_and_uses_the_default_period() {
+        let e = usage("beats/container/versions/cd377bbb/data.json");
+        // 2018-06-20T16:47:49.597Z = 1529513269597 ms; no metricset.period: default 10 s.
+        assert_envelope(&e, 1_529_513_269_597, 10_000);
+        assert_eq!(
+            e.subject,
+            WorkloadSubject {
+                pod_name: some("kube-dns-6f4fd4bdf-wlmht"),
+                container_name: some("sidecar"),
+                node_name: some("minikube"),
+                ..subject("fallback", Some("kube-system"))
+            }
+        );
+        // cpu.request.cores 0.01 and memory.request.bytes in this kubelet document are not
+        // requests of record: those come from state_container only.
+        assert_eq!(
+            quantities(&e),
+            vec![
+                // 4741228 nanocores x 10000 ms / 1e12 = 0.04741228
+                ("cpu", Usage, 0.04741228),
+                // 16404480 B x 10 s = 164044800
+                ("memory", Usage, 164_044_800.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn agent_state_container_sample_is_requests_and_limits() {
+        let e = usage("integrations/state_container/sample_event.json");
+        // 2021-12-20T10:02:04.923Z = 1639994524923 ms.
+        assert_envelope(&e, 1_639_994_524_923, 10_000);
+        assert_eq!(
+            e.subject,
+            WorkloadSubject {
+                cluster_name: some("kind"),
+                pod_name: some("coredns-558bd4d5db-8qp4d"),
+                pod_uid: some("b5637989-65ec-4f86-a13e-b9bd02e9bac5"),
+                container_name: some("coredns"),
+                node_name: some("kind-control-plane"),
+                workload_kind: some("Deployment"),
+                workload_name: some("coredns"),
+                labels: labels(&[("pod-template-hash", "558bd4d5db"), ("k8s-app", "kube-dns")]),
+                ..subject("kind", Some("kube-system"))
+            }
+        );
+        assert_eq!(
+            quantities(&e),
+            vec![
+                // 0.1 cores x 10 s = 1 core-second (no cpu limit in the document)
+                ("cpu", Request, 1.0),
+                // 73400320 B x 10 s = 734003200
+                ("memory", Request, 734_003_200.0),
+                // 178257920 B x 10 s = 1782579200
+                ("memory", Limit, 1_782_579_200.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn metricbeat_state_container_is_requests() {
+        let e = usage("beats/state_container/versions/060e3176/data.json");
+        // 2019-03-01T08:05:34.853Z = 1551427534853 ms.
+        assert_envelope(&e, 1_551_427_534_853, 10_000);
+        assert_eq!(
+            e.subject,
+            WorkloadSubject {
+                pod_name: some("etcd-kind-control-plane"),
+                container_name: some("etcd"),
+                node_name: some("kind-control-plane"),
+                ..subject("fallback", Some("kube-system"))
+            }
+        );
+        assert_eq!(
+            quantities(&e),
+            vec![
+                // 0.1 cores x 10 s = 1
+                ("cpu", Request, 1.0),
+                // 104857600 B x 10 s = 1048576000
+                ("memory", Request, 1_048_576_000.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn state_node_samples_are_cluster_capacity() {
+        let e = usage("integrations/state_node/sample_event.json");
+        // 2020-06-25T12:37:44.457Z = 1593088664457 ms.
+        assert_envelope(&e, 1_593_088_664_457, 10_000);
+        assert_eq!(
+            e.subject,
+            WorkloadSubject {
+                node_name: some("minikube"),
+                workload_kind: some("Node"),
+                workload_name: some("minikube"),
+                labels: labels(&[
+                    ("kubernetes_io/arch", "amd64"),
+                    ("kubernetes_io/hostname", "minikube"),
+                    ("kubernetes_io/os", "linux"),
+                    ("node-role_kubernetes_io/master", ""),
+                    ("beta_kubernetes_io/arch", "amd64"),
+                    ("beta_kubernetes_io/os", "linux"),
+                ]),
+                ..subject("fallback", None)
+            }
+        );
+        assert_eq!(
+            quantities(&e),
+            vec![
+                // 4 cores x 10 s = 40
+                ("cpu", Capacity, 40.0),
+                // 16815325184 B x 10 s = 168153251840
+                ("memory", Capacity, 168_153_251_840.0),
+            ]
+        );
+
+        let e = usage("beats/state_node/data.json");
+        // 2019-03-01T08:05:34.853Z = 1551427534853 ms.
+        assert_envelope(&e, 1_551_427_534_853, 10_000);
+        assert_eq!(
+            e.subject,
+            WorkloadSubject {
+                node_name: some("kind-control-plane"),
+                workload_kind: some("Node"),
+                workload_name: some("kind-control-plane"),
+                ..subject("fallback", None)
+            }
+        );
+        assert_eq!(
+            quantities(&e),
+            vec![
+                // 16 cores x 10 s = 160
+                ("cpu", Capacity, 160.0),
+                // 16769380352 B x 10 s = 167693803520
+                ("memory", Capacity, 167_693_803_520.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn volume_sample_is_storage_usage() {
+        let e = usage("integrations/volume/sample_event.json");
+        // 2020-06-25T12:40:19.649Z = 1593088819649 ms.
+        assert_envelope(&e, 1_593_088_819_649, 10_000);
+        assert_eq!(
+            e.subject,
+            WorkloadSubject {
+                pod_name: some("metricbeat-g9fc6"),
+                node_name: some("minikube"),
+                ..subject("fallback", Some("kube-system"))
+            }
+        );
+        // fs.used 12288 B x 10 s = 122880 byte-seconds
+        assert_eq!(quantities(&e), vec![("storage", Usage, 122_880.0)]);
+    }
+
+    #[test]
+    fn pvc_samples_are_storage_requests() {
+        let e = usage("integrations/state_persistentvolumeclaim/sample_event.json");
+        // 2020-06-25T12:44:44.418Z = 1593089084418 ms.
+        assert_envelope(&e, 1_593_089_084_418, 10_000);
+        assert_eq!(
+            e.subject,
+            WorkloadSubject {
+                workload_kind: some("PersistentVolumeClaim"),
+                workload_name: some("task-pv-claim"),
+                ..subject("fallback", Some("default"))
+            }
+        );
+        // request_storage 3221225472 B x 10 s = 32212254720
+        assert_eq!(quantities(&e), vec![("storage", Request, 32_212_254_720.0)]);
+
+        let plain = usage("beats/state_persistentvolumeclaim/data.json");
+        // 2019-03-01T08:05:34.853Z = 1551427534853 ms.
+        assert_envelope(&plain, 1_551_427_534_853, 10_000);
+        assert_eq!(plain.subject.cluster_id, "fallback");
+        // 1024 B x 10 s = 10240
+        assert_eq!(quantities(&plain), vec![("storage", Request, 10_240.0)]);
+
+        let captured = usage("beats/state_persistentvolumeclaim/versions/273bd5b7/data.json");
+        // 2023-01-25T17:15:14.818Z = 1674666914818 ms.
+        assert_envelope(&captured, 1_674_666_914_818, 10_000);
+        assert_eq!(
+            captured.subject,
+            WorkloadSubject {
+                cluster_name: some("kind"),
+                workload_kind: some("PersistentVolumeClaim"),
+                workload_name: some("task-pv-claim"),
+                ..subject("kind", Some("default"))
+            }
+        );
+        assert_eq!(quantities(&captured), vec![("storage", Request, 10_240.0)]);
+    }
+
+    #[test]
+    fn pod_usage_when_configured_and_then_containers_are_skipped() {
+        let n = normaliser(EcsSettings {
+            usage_from: UsageSource::Pod,
+            ..settings()
+        });
+        let e = usage_with(&n, &fixture("integrations/pod/sample_event.json"));
+        // 2021-12-20T09:59:45.257Z = 1639994385257 ms.
+        assert_envelope(&e, 1_639_994_385_257, 10_000);
+        assert_eq!(
+            e.subject,
+            WorkloadSubject {
+                cluster_name: some("kind"),
+                pod_name: some("kube-controller-manager-kind-control-plane"),
+                pod_uid: some("9a8de23e-5e64-462f-8576-f6591fb3f7b8"),
+                node_name: some("kind-control-plane"),
+                labels: labels(&[
+                    ("component", "kube-controller-manager"),
+                    ("tier", "control-plane")
+                ]),
+                ..subject("kind", Some("kube-system"))
+            }
+        );
+        assert_eq!(
+            quantities(&e),
+            vec![
+                // 15144561 nanocores x 10000 ms / 1e12 = 0.15144561
+                ("cpu", Usage, 0.15144561),
+                // working_set 96862208 B x 10 s = 968622080
+                ("memory", Usage, 968_622_080.0),
+            ]
+        );
+        // The older copy differs only in host.*: the very same event, id included.
+        let older = usage_with(
+            &n,
+            &fixture("integrations/pod/versions/0bd978f9/sample_event.json"),
+        );
+        assert_eq!(older, e);
+        for path in [
+            "integrations/container/sample_event.json",
+            "integrations/container/versions/1a6ce0e7/sample_event.json",
+            "beats/container/versions/cd377bbb/data.json",
+        ] {
+            assert_eq!(
+                n.normalise(&fixture(path)),
+                Ok(EcsOutcome::Skipped("container")),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn node_capacity_when_configured_and_then_state_node_is_skipped() {
+        let n = normaliser(EcsSettings {
+            capacity_from: CapacitySource::Node,
+            ..settings()
+        });
+        let e = usage_with(&n, &fixture("beats/node/data.json"));
+        // 2018-06-20T16:43:18.476Z = 1529512998476 ms; no period: default 10 s.
+        assert_envelope(&e, 1_529_512_998_476, 10_000);
+        assert_eq!(
+            e.subject,
+            WorkloadSubject {
+                node_name: some("minikube"),
+                workload_kind: some("Node"),
+                workload_name: some("minikube"),
+                ..subject("fallback", None)
+            }
+        );
+        assert_eq!(
+            quantities(&e),
+            vec![
+                // 2 cores x 10 s = 20
+                ("cpu", Capacity, 20.0),
+                // 1992347648 B x 10 s = 19923476480
+                ("memory", Capacity, 19_923_476_480.0),
+            ]
+        );
+        // The 2020 kubelet node document has usage but no allocatable.
+        assert_eq!(
+            n.normalise(&fixture("integrations/node/sample_event.json")),
+            Ok(EcsOutcome::Empty("node"))
+        );
+        for path in [
+            "integrations/state_node/sample_event.json",
+            "beats/state_node/data.json",
+        ] {
+            assert_eq!(
+                n.normalise(&fixture(path)),
+                Ok(EcsOutcome::Skipped("state_node")),
+                "{path}"
+            );
+        }
+    }
+
+    /// The elements of beats' `*-expected.json` are shipped-shape documents without
+    /// `@timestamp`; the `.expected` files are Go dumps.
+    #[test]
+    fn beats_testdata_elements_need_a_timestamp_and_dumps_are_not_documents() {
+        let n = default_normaliser();
+        let elements = |path: &str| -> Vec<serde_json::Value> {
+            serde_json::from_slice(&fixture(path)).unwrap()
+        };
+        let with_time = |mut doc: serde_json::Value| {
+            doc["@timestamp"] = json!("2026-07-13T10:20:10.000Z");
+            serde_json::to_vec(&doc).unwrap()
+        };
+        // 2026-07-13T10:20:10Z = 1783938010000 ms.
+        let t = 1_783_938_010_000;
+
+        let containers = elements("beats/state_container/ksm.v2.19.1.plain-expected.json");
+        // [0] hello and [2] kube-state-metrics: no requests or limits.
+        for i in [0, 2] {
+            let doc = serde_json::to_vec(&containers[i]).unwrap();
+            assert_eq!(n.normalise(&doc), Ok(EcsOutcome::Empty("state_container")));
+        }
+        let doc = serde_json::to_vec(&containers[1]).unwrap();
+        let r = rejection(&n, &doc);
+        assert_eq!(r.reason, DeadLetterReason::InvalidEvent);
+        assert!(r.detail.contains("@timestamp"), "{}", r.detail);
+        let e = usage_with(&n, &with_time(containers[1].clone()));
+        assert_envelope(&e, t, 10_000);
+        assert_eq!(
+            e.subject,
+            WorkloadSubject {
+                pod_name: some("kube-controller-manager-kind-control-plane"),
+                container_name: some("kube-controller-manager"),
+                node_name: some("kind-control-plane"),
+                ..subject("fallback", Some("kube-system"))
+            }
+        );
+        // 0.2 cores x 10 s = 2
+        assert_eq!(quantities(&e), vec![("cpu", Request, 2.0)]);
+
+        let node = elements("beats/state_node/ksm.v2.19.1.plain-expected.json").remove(0);
+        let r = rejection(&n, &serde_json::to_vec(&node).unwrap());
+        assert_eq!(r.reason, DeadLetterReason::InvalidEvent);
+        let e = usage_with(&n, &with_time(node));
+        assert_eq!(
+            quantities(&e),
+            vec![
+                // 12 cores x 10 s = 120
+                ("cpu", Capacity, 120.0),
+                // 8321232896 B x 10 s = 83212328960
+                ("memory", Capacity, 83_212_328_960.0),
+            ]
+        );
+
+        let pvc =
+            elements("beats/state_persistentvolumeclaim/ksm.v2.19.1.plain-expected.json").remove(0);
+        let r = rejection(&n, &serde_json::to_vec(&pvc).unwrap());
+        assert_eq!(r.reason, DeadLetterReason::InvalidEvent);
+        let e = usage_with(&n, &with_time(pvc));
+        assert_eq!(e.subject.workload_name.as_deref(), Some("mnt-basic-sts-0"));
+        // 1048576 B x 10 s = 10485760
+        assert_eq!(quantities(&e), vec![("storage", Request, 10_485_760.0)]);
+
+        for pod in elements("beats/state_pod/ksm.v2.19.1.plain-expected.json") {
+            let doc = serde_json::to_vec(&pod).unwrap();
+            assert_eq!(n.normalise(&doc), Ok(EcsOutcome::Skipped("state_pod")));
+        }
+
+        // A whole file is an array (of documents, or of Go mb.Event dumps): not one document.
+        for name in [
+            "state_container",
+            "state_node",
+            "state_persistentvolumeclaim",
+            "state_pod",
+        ] {
+            for file in [
+                "ksm.v2.19.1.plain.expected",
+                "ksm.v2.19.1.plain-expected.json",
+            ] {
+                let path = format!("beats/{name}/{file}");
+                let r = rejection(&n, &fixture(&path));
+                assert_eq!(r.reason, DeadLetterReason::NotJson, "{path}");
+            }
+        }
+    }
+
+    /// A minimal Agent-shaped container document.
+    fn container_doc() -> serde_json::Value {
+        json!({
+            "@timestamp": "2025-06-02T08:00:10.000Z",
+            "metricset": {"name": "container", "period": 10000},
+            "event": {"module": "kubernetes", "dataset": "kubernetes.container"},
+            "orchestrator": {"cluster": {"name": "gke-prod-1"}},
+            "kubernetes": {
+                "namespace": "project-a",
+                "pod": {"name": "ingest-api-7c9d8f6b5-x2kqp", "uid": "9e1f5c1a"},
+                "container": {
+                    "name": "api",
+                    "cpu": {"usage": {"nanocores": 250_000_000}},
+                    "memory": {"workingset": {"bytes": 536_870_912}}
+                },
+                "node": {"name": "node-1"},
+                "deployment": {"name": "ingest-api"},
+                "replicaset": {"name": "ingest-api-7c9d8f6b5"},
+                "labels": {"app": "ingest-api"}
+            }
+        })
+    }
+
+    fn bytes(doc: &serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(doc).unwrap()
+    }
+
+    #[test]
+    fn the_standards_worked_example() {
+        let e = usage_with(&default_normaliser(), &bytes(&container_doc()));
+        // Standard §8.1: 2025-06-02T08:00:10Z = 1748851210000 ms, over [t - 10 s, t).
+        assert_envelope(&e, 1_748_851_210_000, 10_000);
+        assert_eq!(e.start, 1_748_851_200_000);
+        assert_eq!(
+            quantities(&e),
+            vec![
+                // 0.25 cores x 10 s = 2.5 core-seconds
+                ("cpu", Usage, 2.5),
+                // 512 MiB x 10 s = 5368709120 byte-seconds
+                ("memory", Usage, 5_368_709_120.0),
+            ]
+        );
+        assert_eq!(e.subject.cluster_id, "gke-prod-1");
+        assert_eq!(e.subject.workload_kind.as_deref(), Some("Deployment"));
+    }
+
+    #[test]
+    fn negative_and_mistyped_values_are_invalid() {
+        let n = default_normaliser();
+        let mut doc = container_doc();
+        doc["kubernetes"]["container"]["cpu"]["usage"]["nanocores"] = json!(-5);
+        let r = rejection(&n, &bytes(&doc));
+        assert_eq!(r.reason, DeadLetterReason::InvalidEvent);
+        assert!(
+            r.detail
+                .contains("kubernetes.container.cpu.usage.nanocores"),
+            "{}",
+            r.detail
+        );
+
+        let mut doc = container_doc();
+        doc["kubernetes"]["container"]["memory"]["workingset"]["bytes"] = json!("512Mi");
+        let r = rejection(&n, &bytes(&doc));
+        assert_eq!(r.reason, DeadLetterReason::InvalidEvent);
+        assert!(r.detail.contains("invalid type"), "{}", r.detail);
+
+        // JSON has no NaN or infinity; a finite value whose amount overflows is invalid too.
+        let mut doc = container_doc();
+        doc["kubernetes"]["container"]["cpu"]["usage"]["nanocores"] = json!(1e308);
+        doc["metricset"]["period"] = json!(1e14);
+        assert_eq!(
+            rejection(&n, &bytes(&doc)).reason,
+            DeadLetterReason::InvalidEvent
+        );
+
+        for period in [json!(0), json!(-10000), json!("10s")] {
+            let mut doc = container_doc();
+            doc["metricset"]["period"] = period.clone();
+            assert_eq!(
+                rejection(&n, &bytes(&doc)).reason,
+                DeadLetterReason::InvalidEvent,
+                "period {period}"
+            );
+        }
+        for time in [
+            json!(null),
+            json!("yesterday"),
+            json!("1969-12-31T23:59:59Z"),
+        ] {
+            let mut doc = container_doc();
+            doc["@timestamp"] = time.clone();
+            assert_eq!(
+                rejection(&n, &bytes(&doc)).reason,
+                DeadLetterReason::InvalidEvent,
+                "@timestamp {time}"
+            );
+        }
+    }
+
+    #[test]
+    fn period_and_memory_fallback() {
+        let mut doc = container_doc();
+        doc["metricset"]["period"] = json!(30000);
+        doc["kubernetes"]["container"]["memory"] = json!({"usage": {"bytes": 1000}});
+        let e = usage_with(&default_normaliser(), &bytes(&doc));
+        assert_envelope(&e, 1_748_851_210_000, 30_000);
+        assert_eq!(
+            quantities(&e),
+            vec![
+                // 0.25 cores x 30 s = 7.5
+                ("cpu", Usage, 7.5),
+                // no workingset: usage 1000 B x 30 s = 30000
+                ("memory", Usage, 30_000.0),
+            ]
+        );
+        let mut doc = container_doc();
+        doc["metricset"].as_object_mut().unwrap().remove("period");
+        let n = normaliser(EcsSettings {
+            default_period: Duration::from_secs(60),
+            ..settings()
+        });
+        let e = usage_with(&n, &bytes(&doc));
+        assert_envelope(&e, 1_748_851_210_000, 60_000);
+        // 0.25 cores x 60 s = 15
+        assert_eq!(quantities(&e)[0], ("cpu", Usage, 15.0));
+        assert!(EcsNormaliser::new(EcsSettings {
+            default_period: Duration::ZERO,
+            ..settings()
+        })
+        .is_err());
+    }
+
+    #[test]
+    fn namespace_is_required_except_for_nodes() {
+        let n = default_normaliser();
+        let mut doc = container_doc();
+        doc["kubernetes"]
+            .as_object_mut()
+            .unwrap()
+            .remove("namespace");
+        assert_eq!(
+            rejection(&n, &bytes(&doc)).reason,
+            DeadLetterReason::NoNamespace
+        );
+        doc["kubernetes"]["namespace"] = json!("");
+        assert_eq!(
+            rejection(&n, &bytes(&doc)).reason,
+            DeadLetterReason::NoNamespace
+        );
+        // A node document with a namespace (e.g. added by a processor) stays cluster-scoped.
+        let mut node: serde_json::Value =
+            serde_json::from_slice(&fixture("beats/state_node/data.json")).unwrap();
+        node["kubernetes"]["namespace"] = json!("kube-system");
+        assert_eq!(usage_with(&n, &bytes(&node)).subject.namespace, None);
+    }
+
+    #[test]
+    fn cluster_identity_id_then_name_then_default() {
+        let mut doc = container_doc();
+        doc["orchestrator"]["cluster"]["id"] = json!("c-123");
+        let e = usage_with(&default_normaliser(), &bytes(&doc));
+        assert_eq!(e.subject.cluster_id, "c-123");
+        assert_eq!(e.subject.cluster_name.as_deref(), Some("gke-prod-1"));
+
+        let mut doc = container_doc();
+        doc.as_object_mut().unwrap().remove("orchestrator");
+        let e = usage_with(&default_normaliser(), &bytes(&doc));
+        assert_eq!(e.subject.cluster_id, "fallback");
+        assert_eq!(e.subject.cluster_name, None);
+
+        let no_default = normaliser(EcsSettings::new("//elastic-agent/test"));
+        let r = rejection(&no_default, &bytes(&doc));
+        assert_eq!(r.reason, DeadLetterReason::InvalidEvent);
+        assert!(r.detail.contains("no cluster identity"), "{}", r.detail);
+    }
+
+    #[test]
+    fn ids_are_deterministic_and_tell_samples_apart() {
+        let n = default_normaliser();
+        let doc = container_doc();
+        let id = |doc: &serde_json::Value| usage_with(&n, &bytes(doc)).id;
+        let first = id(&doc);
+        assert_eq!(first, id(&doc), "the same document, the same id");
+        // Redelivered with other formatting: still the same id.
+        let pretty = serde_json::to_vec_pretty(&doc).unwrap();
+        assert_eq!(usage_with(&n, &pretty).id, first);
+        // Another source: the same id, but another (source, id) dedup key.
+        let other = normaliser(EcsSettings {
+            source: "//elastic-agent/other".into(),
+            ..settings()
+        });
+        let e = usage_with(&other, &bytes(&doc));
+        assert_eq!(
+            (e.id.as_str(), e.source.as_str()),
+            (first.as_str(), "//elastic-agent/other")
+        );
+
+        let mut later = doc.clone();
+        later["@timestamp"] = json!("2025-06-02T08:00:20.000Z");
+        let mut sidecar = doc.clone();
+        sidecar["kubernetes"]["container"]["name"] = json!("sidecar");
+        let mut other_cluster = doc.clone();
+        other_cluster["orchestrator"]["cluster"]["name"] = json!("gke-prod-2");
+        let mut state = doc.clone();
+        state["metricset"]["name"] = json!("state_container");
+        state["kubernetes"]["container"]["cpu"] = json!({"request": {"cores": 1}});
+        let mut other_value = doc.clone();
+        other_value["kubernetes"]["container"]["cpu"]["usage"]["nanocores"] = json!(1);
+        let ids: std::collections::BTreeSet<String> =
+            [&doc, &later, &sidecar, &other_cluster, &state]
+                .into_iter()
+                .map(id)
+                .collect();
+        assert_eq!(ids.len(), 5, "{ids:?}");
+        assert_eq!(
+            id(&other_value),
+            first,
+            "the id names the sample, not its value"
+        );
+        assert_ne!(
+            usage("integrations/container/sample_event.json").id,
+            usage("integrations/state_container/sample_event.json").id
+        );
+    }
+
+    #[test]
+    fn the_id_is_the_hex_xxh3_128_of_the_length_prefixed_identity_and_time() {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&1u64.to_le_bytes());
+        bytes.extend_from_slice(b"a");
+        bytes.extend_from_slice(&u64::MAX.to_le_bytes()); // an absent field
+        bytes.extend_from_slice(&0u64.to_le_bytes()); // an empty one
+        bytes.extend_from_slice(&7i64.to_le_bytes());
+        assert_eq!(
+            event_id(&[Some("a"), None, Some("")]).with_time(7),
+            format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes))
+        );
+    }
+
+    #[test]
+    fn metricsets_are_told_apart_and_unknown_ones_rejected() {
+        let n = default_normaliser();
+        let outcome = |doc: serde_json::Value| n.normalise(&bytes(&doc));
+        assert_eq!(
+            outcome(json!({"metricset": {"name": "cpu"}, "event": {"module": "system"}})),
+            Ok(EcsOutcome::Skipped(NON_KUBERNETES))
+        );
+        assert_eq!(
+            outcome(json!({"event": {"dataset": "system.cpu"}})),
+            Ok(EcsOutcome::Skipped(NON_KUBERNETES))
+        );
+        assert_eq!(
+            outcome(json!({"metricset": {"name": "event"}, "kubernetes": {"event": {}}})),
+            Ok(EcsOutcome::Skipped("event"))
+        );
+        assert_eq!(
+            outcome(json!({"data_stream": {"dataset": "kubernetes.state_deployment"}})),
+            Ok(EcsOutcome::Skipped("state_deployment"))
+        );
+        for doc in [
+            json!({"metricset": {"name": "state_foo"}, "event": {"module": "kubernetes"}}),
+            json!({"kubernetes": {"namespace": "a"}}),
+            json!({}),
+        ] {
+            assert_eq!(
+                outcome(doc.clone()).unwrap_err().reason,
+                DeadLetterReason::UnknownMetricset,
+                "{doc}"
+            );
+        }
+        // Without metricset.name, the dataset tells the metricset.
+        let mut doc = container_doc();
+        doc.as_object_mut().unwrap().remove("metricset");
+        doc.as_object_mut().unwrap().remove("event");
+        doc["data_stream"] = json!({"dataset": "kubernetes.container"});
+        let e = usage_with(&n, &bytes(&doc));
+        assert_eq!(quantities(&e)[0], ("cpu", Usage, 2.5));
+        // Metricbeat state_container: event.dataset is the resource, metricset.name decides.
+        let mut doc = container_doc();
+        doc["metricset"]["name"] = json!("state_container");
+        assert_eq!(outcome(doc), Ok(EcsOutcome::Empty("state_container")));
+    }
+
+    #[test]
+    fn payloads_that_are_not_one_json_object() {
+        let n = default_normaliser();
+        for payload in [
+            &b""[..],
+            b"  \n",
+            b"[1]",
+            b"not json",
+            b"{\"a\": 1} {\"b\": 2}",
+            b"{\"metricset\": ",
+            b"\"text\"",
+        ] {
+            assert_eq!(
+                rejection(&n, payload).reason,
+                DeadLetterReason::NotJson,
+                "{}",
+                String::from_utf8_lossy(payload)
+            );
+        }
+    }
+
+    #[test]
+    fn labels_keep_strings_and_owners_follow_the_standard() {
+        let mut doc = container_doc();
+        doc["kubernetes"]["labels"] = json!({
+            "app": "a\"b",
+            "tier": "web",
+            "n": 3,
+            "nested": {"x": "y"},
+            "list": ["a"],
+            "flag": true,
+            "none": null
+        });
+        doc["kubernetes"]
+            .as_object_mut()
+            .unwrap()
+            .remove("deployment");
+        let e = usage_with(&default_normaliser(), &bytes(&doc));
+        assert_eq!(
+            e.subject.labels,
+            labels(&[("app", "a\"b"), ("tier", "web")])
+        );
+        assert_eq!(
+            (
+                e.subject.workload_kind.as_deref(),
+                e.subject.workload_name.as_deref()
+            ),
+            (Some("ReplicaSet"), Some("ingest-api-7c9d8f6b5"))
+        );
+
+        let mut doc = container_doc();
+        let k = doc["kubernetes"].as_object_mut().unwrap();
+        k.remove("deployment");
+        k.remove("replicaset");
+        k.insert("job".into(), json!({"name": "backup-29000000"}));
+        k.insert("cronjob".into(), json!({"name": "backup"}));
+        let e = usage_with(&default_normaliser(), &bytes(&doc));
+        assert_eq!(
+            (
+                e.subject.workload_kind.as_deref(),
+                e.subject.workload_name.as_deref()
+            ),
+            (Some("CronJob"), Some("backup"))
+        );
+    }
+
+    /// Counts the allocations of the current thread (in this test binary only).
+    mod allocations {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        thread_local! {
+            static COUNT: Cell<usize> = const { Cell::new(0) };
+        }
+
+        pub struct Counting;
+
+        // SAFETY: forwards to the system allocator; only counts.
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+                // SAFETY: the caller's contract is passed on unchanged.
+                unsafe { System.alloc(layout) }
+            }
+
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                // SAFETY: the caller's contract is passed on unchanged.
+                unsafe { System.dealloc(ptr, layout) }
+            }
+        }
+
+        pub fn count() -> usize {
+            COUNT.with(Cell::get)
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: allocations::Counting = allocations::Counting;
+
+    /// As the Kafka output sends it (`codec.json`, not pretty).
+    fn compact(pretty: &[u8]) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(pretty).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn parsing_borrows_from_the_payload() {
+        // Strings are borrowed, never copied: what allocates is serde_json's stack for skipping
+        // nested objects (once per document) and the list of labels, if any. (Before `Text`,
+        // serde's `Option<Cow<str>>` copied every string: 9 and 15 allocations here.)
+        let n = default_normaliser();
+        for (path, most) in [
+            ("integrations/container/sample_event.json", 2),
+            ("integrations/state_container/sample_event.json", 2),
+            ("beats/state_node/data.json", 1),
+        ] {
+            let doc = compact(&fixture(path));
+            let before = allocations::count();
+            let parsed = parse(&doc).unwrap();
+            let allocated = allocations::count() - before;
+            drop(parsed);
+            assert!(
+                allocated <= most,
+                "{path}: parsing allocated {allocated} times"
+            );
+        }
+        // A skipped document costs no more.
+        let doc = compact(&fixture("integrations/pod/sample_event.json"));
+        let before = allocations::count();
+        assert_eq!(n.normalise(&doc), Ok(EcsOutcome::Skipped("pod")));
+        let allocated = allocations::count() - before;
+        assert!(allocated <= 2, "skipping allocated {allocated} times");
+    }
+
+    /// `cargo test --release --lib ecs::tests::throughput -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn throughput() {
+        let n = default_normaliser();
+        for path in [
+            "integrations/container/sample_event.json",
+            "integrations/pod/sample_event.json",
+            "beats/state_container/versions/060e3176/data.json",
+        ] {
+            let doc = compact(&fixture(path));
+            let rounds = 200_000;
+            let started = std::time::Instant::now();
+            let mut events = 0;
+            for _ in 0..rounds {
+                if let Ok(EcsOutcome::Usage(e)) = n.normalise(std::hint::black_box(&doc)) {
+                    events += e.measurements.len();
+                }
+            }
+            let elapsed = started.elapsed();
+            // Baseline: serde_json only validating and skipping the same bytes.
+            let started = std::time::Instant::now();
+            for _ in 0..rounds {
+                let skipped: IgnoredAny =
+                    serde_json::from_slice(std::hint::black_box(&doc)).unwrap();
+                std::hint::black_box(skipped);
+            }
+            let baseline = started.elapsed();
+            println!(
+                "{path} ({} bytes): {:.0} docs/s ({events} measurements); serde_json skipping \
+                 alone: {:.0} docs/s",
+                doc.len(),
+                rounds as f64 / elapsed.as_secs_f64(),
+                rounds as f64 / baseline.as_secs_f64()
+            );
+        }
+    }
+}

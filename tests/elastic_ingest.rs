@@ -1,0 +1,354 @@
+//! `usage-tracker elastic` end to end: the shared Elastic fixture documents (and a few broken
+//! ones), published as raw bytes, become exactly the expected UsageEvents on the usage topic and
+//! dead letters with their reasons; the group's offsets are committed; a second run over the
+//! same input in a new group publishes the very same events (same ids).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use rdkafka::message::Headers;
+use rdkafka::Message;
+use usage_tracker::kafka::{KafkaConnection, TopicSpec};
+use usage_tracker::standard::wire::RecordDecoder;
+use usage_tracker::standard::UsageEvent;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/elastic");
+
+/// Every document of the fixtures (see its README).
+const DOCUMENTS: [&str; 21] = [
+    "beats/container/data.json",
+    "beats/container/versions/cd377bbb/data.json",
+    "beats/node/data.json",
+    "beats/pod/data.json",
+    "beats/state_container/data.json",
+    "beats/state_container/versions/060e3176/data.json",
+    "beats/state_node/data.json",
+    "beats/state_persistentvolumeclaim/data.json",
+    "beats/state_persistentvolumeclaim/versions/273bd5b7/data.json",
+    "beats/state_pod/data.json",
+    "beats/volume/data.json",
+    "integrations/container/sample_event.json",
+    "integrations/container/versions/1a6ce0e7/sample_event.json",
+    "integrations/node/sample_event.json",
+    "integrations/pod/sample_event.json",
+    "integrations/pod/versions/0bd978f9/sample_event.json",
+    "integrations/state_container/sample_event.json",
+    "integrations/state_node/sample_event.json",
+    "integrations/state_persistentvolumeclaim/sample_event.json",
+    "integrations/state_pod/sample_event.json",
+    "integrations/volume/sample_event.json",
+];
+
+/// Broken documents, keyed by name, with the dead-letter reason they get.
+fn synthetic() -> Vec<(&'static str, Vec<u8>)> {
+    let container = |namespace: serde_json::Value, nanocores: i64| {
+        serde_json::to_vec(&serde_json::json!({
+            "@timestamp": "2025-06-02T08:00:10.000Z",
+            "metricset": {"name": "container", "period": 10000},
+            "event": {"module": "kubernetes"},
+            "kubernetes": {
+                "namespace": namespace,
+                "pod": {"name": "p"},
+                "container": {"name": "c", "cpu": {"usage": {"nanocores": nanocores}}}
+            }
+        }))
+        .unwrap()
+    };
+    vec![
+        ("synthetic/negative", container("project-a".into(), -5)),
+        (
+            "synthetic/no-namespace",
+            container(serde_json::Value::Null, 5),
+        ),
+        (
+            "synthetic/unknown-metricset",
+            br#"{"metricset":{"name":"state_foo"},"event":{"module":"kubernetes"}}"#.to_vec(),
+        ),
+        (
+            "synthetic/system-cpu",
+            br#"{"metricset":{"name":"cpu"},"event":{"module":"system"},"system":{"cpu":{}}}"#
+                .to_vec(),
+        ),
+    ]
+}
+
+/// One line per event: cluster | namespace | pod | container | node | workload | interval |
+/// measurements (quantities as exact shortest decimals).
+fn line(e: &UsageEvent) -> String {
+    let s = &e.subject;
+    let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let workload = match (&s.workload_kind, &s.workload_name) {
+        (Some(k), Some(n)) => format!("{k}/{n}"),
+        _ => "-".into(),
+    };
+    let measurements: Vec<String> = e
+        .measurements
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {} {} {}",
+                m.resource,
+                serde_json::to_value(m.kind).unwrap().as_str().unwrap(),
+                m.quantity,
+                m.unit
+            )
+        })
+        .collect();
+    format!(
+        "{}|{}|{}|{}|{}|{}|{}-{}|{}",
+        s.cluster_id,
+        o(&s.namespace),
+        o(&s.pod_name),
+        o(&s.container_name),
+        o(&s.node_name),
+        workload,
+        e.start,
+        e.end,
+        measurements.join(", ")
+    )
+}
+
+/// What the fixtures must become, with the topic's fallback cluster `minikube-test` for
+/// documents without `orchestrator.cluster.*` (the arithmetic is in src/ingest/ecs.rs's tests).
+fn expected_lines() -> Vec<String> {
+    let mut lines: Vec<String> = [
+        "minikube-test|kube-system|kube-dns-6f4fd4bdf-wlmht|sidecar|minikube|-|1529513259597-1529513269597|cpu usage 0.04741228 core_seconds, memory usage 164044800 byte_seconds",
+        "minikube-test|kube-system|etcd-kind-control-plane|etcd|kind-control-plane|-|1551427524853-1551427534853|cpu request 1 core_seconds, memory request 1048576000 byte_seconds",
+        "minikube-test|-|-|-|kind-control-plane|Node/kind-control-plane|1551427524853-1551427534853|cpu capacity 160 core_seconds, memory capacity 167693803520 byte_seconds",
+        "minikube-test|default|-|-|-|PersistentVolumeClaim/task-pv-claim|1551427524853-1551427534853|storage request 10240 byte_seconds",
+        "kind|default|-|-|-|PersistentVolumeClaim/task-pv-claim|1674666904818-1674666914818|storage request 10240 byte_seconds",
+        "kind|default|elasticsearch-d5cbc495-f5rjf|elasticsearch|kind-control-plane|Deployment/elasticsearch|1639994000156-1639994010156|cpu usage 0.14604443 core_seconds, memory usage 14908170240 byte_seconds",
+        "minikube-test|kube-system|metricbeat-g9fc6|metricbeat|minikube|-|1593088339748-1593088349748|cpu usage 0.00611585 core_seconds, memory usage 211148800 byte_seconds",
+        "kind|kube-system|coredns-558bd4d5db-8qp4d|coredns|kind-control-plane|Deployment/coredns|1639994514923-1639994524923|cpu request 1 core_seconds, memory request 734003200 byte_seconds, memory limit 1782579200 byte_seconds",
+        "minikube-test|-|-|-|minikube|Node/minikube|1593088654457-1593088664457|cpu capacity 40 core_seconds, memory capacity 168153251840 byte_seconds",
+        "minikube-test|default|-|-|-|PersistentVolumeClaim/task-pv-claim|1593089074418-1593089084418|storage request 32212254720 byte_seconds",
+        "minikube-test|kube-system|metricbeat-g9fc6|-|minikube|-|1593088809649-1593088819649|storage usage 122880 byte_seconds",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    lines.sort();
+    lines
+}
+
+/// A message as read back: key, payload and headers.
+struct Read {
+    key: String,
+    payload: Vec<u8>,
+    headers: BTreeMap<String, String>,
+}
+
+/// Reads `count` messages from `topic`, then makes sure no more arrive for 2 s.
+async fn read_all(kafka: &KafkaConnection, topic: &str, count: usize) -> Vec<Read> {
+    let consumer = common::consumer(kafka, topic).await;
+    let mut read = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let wait = if read.len() >= count { 2 } else { 5 };
+        match tokio::time::timeout(Duration::from_secs(wait), consumer.recv()).await {
+            Ok(message) => {
+                let message = message.unwrap();
+                let headers = message
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                read.push(Read {
+                    key: String::from_utf8(message.key().unwrap_or_default().to_vec()).unwrap(),
+                    payload: message.payload().unwrap_or_default().to_vec(),
+                    headers,
+                });
+            }
+            Err(_) if read.len() >= count => return read,
+            Err(_) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {count} messages arrived on {topic}",
+                read.len()
+            ),
+        }
+    }
+}
+
+async fn decode_events(
+    decoder: &RecordDecoder<UsageEvent>,
+    messages: &[Read],
+) -> BTreeMap<String, UsageEvent> {
+    let mut events = BTreeMap::new();
+    for m in messages {
+        let event = decoder.decode(&m.payload).await.unwrap();
+        assert_eq!(m.key, event.subject.cluster_id, "keyed by cluster id");
+        assert!(
+            events.insert(event.id.clone(), event).is_none(),
+            "ids are unique"
+        );
+    }
+    events
+}
+
+#[tokio::test]
+async fn elastic_documents_become_usage_events_and_dead_letters() {
+    assert!(
+        Path::new(FIXTURES).is_dir(),
+        "the Elastic fixture documents are missing: expected the directory {FIXTURES} \
+         (shared/fixtures/elastic next to the repository)"
+    );
+    let registry = common::registry().await;
+    let endpoint = common::endpoint(&registry);
+    let kafka = common::kafka_one_record_per_batch();
+    let input = common::unique("elastic-in");
+    kafka
+        .ensure_topics(&[TopicSpec::new(&input, 2, 1)])
+        .await
+        .unwrap();
+    let mut messages: Vec<(String, Vec<u8>)> = DOCUMENTS
+        .iter()
+        .map(|path| {
+            let bytes = std::fs::read(Path::new(FIXTURES).join(path))
+                .unwrap_or_else(|e| panic!("reading fixture {path}: {e}"));
+            (path.to_string(), bytes)
+        })
+        .collect();
+    messages.extend(
+        synthetic()
+            .into_iter()
+            .map(|(name, bytes)| (name.to_string(), bytes)),
+    );
+    common::publish(&kafka, &input, &messages).await;
+    let original: BTreeMap<&str, &[u8]> = messages
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = |name: &str, group: &str, usage: &str, dlq: &str| {
+        let text = format!(
+            "[kafka.producer_properties]\n\"batch.num.messages\" = \"1\"\n\n\
+             [kafka.consumer_properties]\n\"session.timeout.ms\" = \"6000\"\n\n\
+             [topics]\nusage_events = \"{usage}\"\ndead_letters = \"{dlq}\"\npartitions = 2\n\n\
+             [elastic]\ntopics = [\"{input}\"]\ngroup_id = \"{group}\"\n\
+             default_cluster_id = \"not-this-one\"\nbatch_size = 7\n\n\
+             [elastic.cluster_ids]\n\"{input}\" = \"minikube-test\"\n"
+        );
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let run = |config: std::path::PathBuf| {
+        let url = registry.url();
+        async move {
+            let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_usage-tracker"))
+                .arg("elastic")
+                .arg("--config")
+                .arg(&config)
+                .args(["--until-caught-up", "--log", "warn"])
+                .env("SCHEMA_REGISTRY_URL", url)
+                .kill_on_drop(true)
+                .output()
+                .await
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            assert!(output.status.success(), "elastic failed: {stderr}");
+            stderr
+                .lines()
+                .find(|l| l.starts_with("elastic: "))
+                .unwrap_or_else(|| panic!("no summary in {stderr}"))
+                .to_owned()
+        }
+    };
+
+    let (group, usage, dlq) = (
+        common::unique("elastic-group"),
+        common::unique("elastic-usage"),
+        common::unique("elastic-dlq"),
+    );
+    let first_config = config("first", &group, &usage, &dlq);
+    let summary = tokio::time::timeout(Duration::from_secs(120), run(first_config.clone()))
+        .await
+        .expect("the first run stops once caught up");
+    assert!(
+        summary.contains("documents read 25,")
+            && summary.contains("events published 11;")
+            && summary.contains(
+                r#"skipped {"node": 2, "non_kubernetes": 1, "pod": 2, "state_pod": 2}"#
+            )
+            && summary.contains(r#"empty {"state_container": 1}"#)
+            && summary.contains(
+                r#"dead letters {"invalid_event": 1, "no_namespace": 1, "not_json": 3, "unknown_metricset": 1}"#
+            ),
+        "{summary}"
+    );
+
+    let decoder = RecordDecoder::<UsageEvent>::new(endpoint.sr_settings().unwrap());
+    let events = decode_events(&decoder, &read_all(&kafka, &usage, 11).await).await;
+    let mut lines: Vec<String> = events.values().map(line).collect();
+    lines.sort();
+    assert_eq!(lines, expected_lines());
+    for event in events.values() {
+        assert_eq!(event.source, format!("//elastic-agent/{input}"));
+        assert_eq!(event.event_type, "io.ferrisdx.usage.v1");
+        assert_eq!(event.time, event.end);
+    }
+
+    let letters = read_all(&kafka, &dlq, 6).await;
+    let reasons: BTreeMap<&str, &str> = letters
+        .iter()
+        .map(|l| (l.key.as_str(), l.headers["dlq.reason"].as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        BTreeMap::from([
+            ("beats/container/data.json", "not_json"),
+            ("beats/pod/data.json", "not_json"),
+            ("beats/volume/data.json", "not_json"),
+            ("synthetic/negative", "invalid_event"),
+            ("synthetic/no-namespace", "no_namespace"),
+            ("synthetic/unknown-metricset", "unknown_metricset"),
+        ])
+    );
+    for letter in &letters {
+        assert_eq!(
+            letter.payload,
+            original[letter.key.as_str()],
+            "{} unchanged",
+            letter.key
+        );
+        assert_eq!(letter.headers["dlq.topic"], input);
+        assert!(!letter.headers["dlq.error"].is_empty());
+    }
+
+    // The group committed its offsets: the same group has nothing left to read.
+    let again = tokio::time::timeout(Duration::from_secs(120), run(first_config))
+        .await
+        .expect("the rerun stops once caught up");
+    assert!(
+        again.contains("documents read 0,") && again.contains("events published 0;"),
+        "{again}"
+    );
+
+    // A new group reads everything again and publishes the very same events.
+    let usage2 = common::unique("elastic-usage2");
+    let second = config(
+        "second",
+        &common::unique("elastic-group2"),
+        &usage2,
+        &common::unique("elastic-dlq2"),
+    );
+    let summary2 = tokio::time::timeout(Duration::from_secs(120), run(second))
+        .await
+        .expect("the second run stops once caught up");
+    assert!(summary2.contains("events published 11;"), "{summary2}");
+    let events2 = decode_events(&decoder, &read_all(&kafka, &usage2, 11).await).await;
+    assert_eq!(events2, events, "same ids, same events");
+}
