@@ -1,5 +1,6 @@
-//! No loss, no double count across crashes: a tracker killed with SIGKILL several times and
-//! restarted ends with the same figures as an uninterrupted run over the same input.
+//! No loss, no double count across crashes: a tracker killed with SIGKILL several times (and
+//! once stopped with SIGTERM) mid-stream and restarted ends with the same figures as an
+//! uninterrupted run over the same input.
 
 mod common;
 
@@ -88,8 +89,21 @@ async fn killed_and_restarted_tracker_matches_an_uninterrupted_run() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tokio::time::sleep(Duration::from_millis(extra_delay_ms)).await;
-        child.start_kill().unwrap(); // SIGKILL
-        child.wait().await.unwrap();
+        if extra_delay_ms == 13 {
+            // One graceful stop mid-stream: SIGTERM flushes, commits and exits 0 in time.
+            let pid = child.id().unwrap().to_string();
+            let term = std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap();
+            assert!(term.success());
+            let exited = tokio::time::timeout(Duration::from_secs(25), child.wait()).await;
+            let status = exited.expect("exits within the shutdown deadline").unwrap();
+            assert!(status.success(), "graceful stop: {status}");
+        } else {
+            child.start_kill().unwrap(); // SIGKILL
+            child.wait().await.unwrap();
+        }
         progress.push(committed_offsets(&crashed_db).await);
     }
     let status = run(&crashed_config, &crashed_db, true)
