@@ -20,7 +20,6 @@ use crate::kafka::KafkaConnection;
 use crate::measure::Resource;
 use crate::pipeline::{PipelineConfig, Topics};
 use crate::standard::registry::RegistryEndpoint;
-use crate::standard::topics;
 use crate::window::{WindowConfig, WindowSpec};
 
 /// The whole configuration file.
@@ -34,7 +33,7 @@ pub struct Settings {
     /// Database.
     pub database: DatabaseSettings,
     /// Topics.
-    pub topics: TopicSettings,
+    pub topics: Topics,
     /// Windowing.
     pub window: WindowSettings,
     /// Checkpointing.
@@ -124,37 +123,6 @@ impl Default for DatabaseSettings {
         Self {
             url: "postgres://postgres@127.0.0.1:5432/usage_tracker".into(),
             url_file: None,
-        }
-    }
-}
-
-/// `[topics]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TopicSettings {
-    /// UsageEvents in.
-    pub usage_events: String,
-    /// CostEvents in.
-    pub cost_events: String,
-    /// UsageRecords out.
-    pub usage_records: String,
-    /// Dead letters out.
-    pub dead_letters: String,
-    /// Partitions of topics the tracker creates.
-    pub partitions: i32,
-    /// Replication factor of topics the tracker creates.
-    pub replication: i32,
-}
-
-impl Default for TopicSettings {
-    fn default() -> Self {
-        Self {
-            usage_events: topics::USAGE_EVENTS.into(),
-            cost_events: topics::COST_EVENTS.into(),
-            usage_records: topics::USAGE_RECORDS.into(),
-            dead_letters: topics::DEAD_LETTERS.into(),
-            partitions: 3,
-            replication: 1,
         }
     }
 }
@@ -481,20 +449,12 @@ impl Settings {
 
     /// The pipeline configuration.
     pub fn pipeline(&self, until_caught_up: bool) -> anyhow::Result<PipelineConfig> {
-        let t = &self.topics;
         Ok(PipelineConfig {
             kafka: self.kafka(),
             group_id: self.kafka.group_id.clone(),
             registry: self.registry()?,
             database_url: self.database.url.clone(),
-            topics: Topics {
-                usage_events: t.usage_events.clone(),
-                cost_events: t.cost_events.clone(),
-                usage_records: t.usage_records.clone(),
-                dead_letters: t.dead_letters.clone(),
-                partitions: t.partitions,
-                replication: t.replication,
-            },
+            topics: self.topics.clone(),
             window: self.window()?,
             policy: self.policy()?,
             rate_card: self.rate_card.clone(),

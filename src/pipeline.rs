@@ -38,8 +38,9 @@ use crate::standard::wire::{RecordDecoder, WireError};
 use crate::standard::{CostEvent, EpochMillis, UsageEvent, WindowStatus};
 use crate::window::{Admission, CostLedger, Watermarks, WindowConfig, WindowStore};
 
-/// Topics the tracker reads and writes.
-#[derive(Debug, Clone)]
+/// Topics the tracker reads and writes (`[topics]` in the configuration).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Topics {
     /// UsageEvents in.
     pub usage_events: String,
@@ -53,6 +54,20 @@ pub struct Topics {
     pub partitions: i32,
     /// Replication factor of topics the tracker creates.
     pub replication: i32,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        use crate::standard::topics;
+        Self {
+            usage_events: topics::USAGE_EVENTS.into(),
+            cost_events: topics::COST_EVENTS.into(),
+            usage_records: topics::USAGE_RECORDS.into(),
+            dead_letters: topics::DEAD_LETTERS.into(),
+            partitions: 3,
+            replication: 1,
+        }
+    }
 }
 
 /// Everything `run` needs.

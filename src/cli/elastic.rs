@@ -50,7 +50,7 @@ pub struct ElasticArgs {
 impl ElasticArgs {
     pub(super) async fn run(self) -> anyhow::Result<ExitCode> {
         let settings = Settings::load(self.config.as_deref())?;
-        let summary = ingest(&settings, self.until_caught_up, shutdown_signal()).await?;
+        let summary = ingest(&settings, self.until_caught_up, super::shutdown_signal()).await?;
         eprintln!("{summary}");
         Ok(ExitCode::SUCCESS)
     }
@@ -521,16 +521,6 @@ impl Publisher {
             backoff = (backoff * 2).min(Duration::from_secs(30));
         }
         Ok(encoded.len())
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }
 

@@ -144,3 +144,13 @@ pub struct TopicArgs {
     #[arg(long, env = "USAGE_TRACKER_USAGE_RECORDS_TOPIC", default_value = topics::USAGE_RECORDS)]
     pub usage_records_topic: String,
 }
+
+/// Resolves on SIGTERM or SIGINT: the signal for a graceful stop.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

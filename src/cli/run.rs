@@ -23,7 +23,7 @@ impl RunArgs {
     pub(super) async fn run(self) -> anyhow::Result<ExitCode> {
         let settings = Settings::load(self.config.as_deref())?;
         let config = settings.pipeline(self.until_caught_up)?;
-        let summary = pipeline::run(config, shutdown_signal()).await?;
+        let summary = pipeline::run(config, super::shutdown_signal()).await?;
         eprintln!(
             "consumed {:?}; usage applied {} (late {}), duplicates {}, bill lines {:?}, excluded {:?}, dead letters {:?}, records emitted {:?}",
             summary.consumed,
@@ -36,15 +36,5 @@ impl RunArgs {
             summary.records_emitted
         );
         Ok(ExitCode::SUCCESS)
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }
