@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use rdkafka::message::Headers;
@@ -15,7 +14,22 @@ use usage_tracker::kafka::{KafkaConnection, TopicSpec};
 use usage_tracker::standard::wire::RecordDecoder;
 use usage_tracker::standard::UsageEvent;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/elastic");
+/// `USAGE_TRACKER_ELASTIC_FIXTURES`, else `shared/fixtures/elastic` next to the repository, else
+/// the workplace's copy at `/work/shared/fixtures/elastic`.
+fn fixtures() -> std::path::PathBuf {
+    let candidates = [
+        std::env::var("USAGE_TRACKER_ELASTIC_FIXTURES").unwrap_or_default(),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/elastic").to_string(),
+        "/work/shared/fixtures/elastic".to_string(),
+    ];
+    candidates
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|dir| !dir.as_os_str().is_empty() && dir.is_dir())
+        .unwrap_or_else(|| {
+            panic!("the Elastic fixture documents are missing: looked in {candidates:?}")
+        })
+}
 
 /// Every document of the fixtures (see its README).
 const DOCUMENTS: [&str; 21] = [
@@ -199,11 +213,7 @@ async fn decode_events(
 
 #[tokio::test]
 async fn elastic_documents_become_usage_events_and_dead_letters() {
-    assert!(
-        Path::new(FIXTURES).is_dir(),
-        "the Elastic fixture documents are missing: expected the directory {FIXTURES} \
-         (shared/fixtures/elastic next to the repository)"
-    );
+    let fixtures = fixtures();
     let registry = common::registry().await;
     let endpoint = common::endpoint(&registry);
     let kafka = common::kafka_one_record_per_batch();
@@ -215,7 +225,7 @@ async fn elastic_documents_become_usage_events_and_dead_letters() {
     let mut messages: Vec<(String, Vec<u8>)> = DOCUMENTS
         .iter()
         .map(|path| {
-            let bytes = std::fs::read(Path::new(FIXTURES).join(path))
+            let bytes = std::fs::read(fixtures.join(path))
                 .unwrap_or_else(|e| panic!("reading fixture {path}: {e}"));
             (path.to_string(), bytes)
         })

@@ -972,16 +972,21 @@ mod tests {
 
     use serde_json::json;
 
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/elastic");
-
-    fn fixture_dir() -> &'static Path {
-        let dir = Path::new(FIXTURES);
-        assert!(
-            dir.is_dir(),
-            "the Elastic fixture documents are missing: expected the directory {FIXTURES} \
-             (shared/fixtures/elastic next to the repository)"
-        );
-        dir
+    /// `USAGE_TRACKER_ELASTIC_FIXTURES`, else `shared/fixtures/elastic` next to the repository,
+    /// else the workplace's copy at `/work/shared/fixtures/elastic`.
+    fn fixture_dir() -> std::path::PathBuf {
+        let candidates = [
+            std::env::var("USAGE_TRACKER_ELASTIC_FIXTURES").unwrap_or_default(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/elastic").to_string(),
+            "/work/shared/fixtures/elastic".to_string(),
+        ];
+        candidates
+            .iter()
+            .map(std::path::PathBuf::from)
+            .find(|dir| !dir.as_os_str().is_empty() && dir.is_dir())
+            .unwrap_or_else(|| {
+                panic!("the Elastic fixture documents are missing: looked in {candidates:?}")
+            })
     }
 
     fn fixture(path: &str) -> Vec<u8> {
@@ -1161,10 +1166,15 @@ mod tests {
     fn every_fixture_document_has_its_expected_outcome() {
         let root = fixture_dir();
         let mut found = Vec::new();
-        documents_under(root, &mut found);
+        documents_under(&root, &mut found);
         let mut found: Vec<String> = found
             .iter()
-            .map(|p| p.strip_prefix(root).unwrap().to_string_lossy().into_owned())
+            .map(|p| {
+                p.strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         found.sort();
         let listed: Vec<&str> = EVERY_DOCUMENT.iter().map(|(p, _)| *p).collect();
