@@ -69,11 +69,6 @@ impl Exclusions {
         Ok(Self { rules, namespaces })
     }
 
-    /// The rules as configured.
-    pub fn rules(&self) -> &ExclusionRules {
-        &self.rules
-    }
-
     /// Whether a usage event is excluded, and by which rule.
     pub fn usage(&self, event: &UsageEvent) -> Option<ExcludedBy> {
         let s = &event.subject;

@@ -128,16 +128,6 @@ impl CostLedger {
             .collect()
     }
 
-    /// Window starts of `cluster_id` that some line covers.
-    pub fn windows_of(&self, cluster_id: &str) -> BTreeSet<EpochMillis> {
-        self.by_cluster
-            .get(cluster_id)
-            .into_iter()
-            .flatten()
-            .flat_map(|key| self.lines[key].pieces.iter().map(|(w, _)| *w))
-            .collect()
-    }
-
     /// Lines added or replaced since the last call, for the checkpoint.
     pub fn take_unsaved(&mut self) -> Vec<CostLine> {
         std::mem::take(&mut self.unsaved)

@@ -290,11 +290,6 @@ impl WindowStore {
             .collect()
     }
 
-    /// Every cluster window held.
-    pub fn all(&self) -> Vec<ClusterWindowView<'_>> {
-        self.views().map(|(_, v)| v).collect()
-    }
-
     fn views(&self) -> impl Iterator<Item = (bool, ClusterWindowView<'_>)> {
         let spec = self.config.spec;
         self.windows.iter().flat_map(move |(&start, clusters)| {
@@ -527,7 +522,6 @@ fn import_cluster(state: persisted::ClusterState) -> Result<ClusterWindow, Strin
     })
 }
 
-/// Keys of all windows held, for tests and metrics.
 impl WindowStore {
     /// (cluster, window start) of every cluster window held.
     pub fn cluster_windows(&self) -> BTreeSet<(Arc<str>, EpochMillis)> {

@@ -53,11 +53,6 @@ impl Watermarks {
         }
     }
 
-    /// Forgets a partition (revoked in a rebalance).
-    pub fn forget(&mut self, topic: &str, partition: i32) {
-        self.partitions.remove(&(topic.to_owned(), partition));
-    }
-
     /// Max event time seen per partition, for checkpoints.
     pub fn max_event_times(&self) -> impl Iterator<Item = (&str, i32, EpochMillis)> {
         self.partitions
@@ -87,11 +82,6 @@ impl Watermarks {
         if let Some(candidate) = progress.map(|t| t - allowed_lateness_ms) {
             self.watermark = Some(self.watermark.map_or(candidate, |w| w.max(candidate)));
         }
-        self.watermark
-    }
-
-    /// The current watermark, if any event was seen.
-    pub fn current(&self) -> Option<EpochMillis> {
         self.watermark
     }
 }
