@@ -44,7 +44,7 @@ ensure_tansu() {
   if command -v tansu >/dev/null 2>&1 && tansu --version 2>/dev/null | grep -q "$tansu_version"; then
     return
   fi
-  log "installing tansu $tansu_version (first time only, ~10 minutes)"
+  log "installing tansu $tansu_version (first time only; tens of minutes on two cores)"
   cargo install tansu --version "$tansu_version" --locked --features dynostore,libsql
 }
 
