@@ -7,6 +7,7 @@
 
 pub mod accounting;
 pub mod allocate;
+pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod generate;
