@@ -119,7 +119,7 @@ impl Accountant {
             return CostAdmission::TooLate;
         }
         match self.ledger.upsert(line) {
-            LedgerChange::Stale => CostAdmission::Unchanged,
+            LedgerChange::Stale | LedgerChange::Unchanged => CostAdmission::Unchanged,
             LedgerChange::Changed(windows) => {
                 for (cluster, window_start) in windows {
                     self.store.touch(&cluster, window_start);

@@ -42,6 +42,8 @@ pub enum LedgerChange {
     Changed(Vec<(String, EpochMillis)>),
     /// Same or older revision than what we have: nothing to do (idempotent re-export).
     Stale,
+    /// A newer revision with the same content: the revision is kept, no window is affected.
+    Unchanged,
 }
 
 type LineKey = (String, String);
@@ -79,6 +81,20 @@ impl CostLedger {
         if let Some(old) = self.lines.get(&key) {
             if old.line.revision >= line.revision {
                 return LedgerChange::Stale;
+            }
+            if old.line
+                == (CostLine {
+                    revision: old.line.revision,
+                    ..line.clone()
+                })
+            {
+                // A re-export under a newer revision with nothing changed: keep the revision
+                // (so an older one still loses), but re-allocate nothing.
+                if let Some(stored) = self.lines.get_mut(&key) {
+                    stored.line.revision = line.revision;
+                }
+                self.unsaved.insert(key);
+                return LedgerChange::Unchanged;
             }
             affected.extend(
                 old.pieces
@@ -232,5 +248,22 @@ mod tests {
             "older revisions lose"
         );
         assert_eq!(l.len(), 1);
+    }
+
+    #[test]
+    fn a_newer_revision_with_the_same_content_reallocates_nothing() {
+        let mut l = ledger();
+        l.upsert(line("a", 1, 1_000_000));
+        l.take_unsaved();
+        assert_eq!(l.upsert(line("a", 5, 1_000_000)), LedgerChange::Unchanged);
+        assert_eq!(
+            l.take_unsaved()
+                .iter()
+                .map(|s| s.revision)
+                .collect::<Vec<_>>(),
+            vec![5],
+            "the new revision is saved"
+        );
+        assert_eq!(l.upsert(line("a", 4, 7)), LedgerChange::Stale);
     }
 }
