@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 /// How to reach the brokers.
 #[derive(Debug, Clone)]
@@ -82,6 +83,60 @@ impl KafkaConnection {
             }
         }
         Ok(created)
+    }
+}
+
+impl KafkaConnection {
+    /// Every message payload of `topic` from the beginning to the end seen at start, without a
+    /// consumer group (nothing is committed). For command-line tools that need a topic's whole
+    /// content, such as the rate-card exporter; blocking, so call it from a blocking task.
+    ///
+    /// Broker quirk (Tansu 0.6, see `src/pipeline.rs`): the reported high watermark can fall
+    /// short of the real end, so reading also continues until the topic has been quiet for
+    /// `quiet`.
+    pub fn read_to_end(
+        &self,
+        topic: &str,
+        quiet: Duration,
+    ) -> Result<Vec<Vec<u8>>, rdkafka::error::KafkaError> {
+        let consumer: BaseConsumer = self
+            .consumer_config()
+            .set("group.id", "usage-tracker-read-to-end")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .create()?;
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
+        let mut assignment = TopicPartitionList::new();
+        let mut ends = Vec::new();
+        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            let (_, high) =
+                consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(30))?;
+            assignment.add_partition_offset(topic, partition.id(), Offset::Beginning)?;
+            ends.push((partition.id(), high));
+        }
+        consumer.assign(&assignment)?;
+        let mut positions: std::collections::HashMap<i32, i64> = Default::default();
+        let mut payloads = Vec::new();
+        let mut last = std::time::Instant::now();
+        loop {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(message)) => {
+                    positions.insert(message.partition(), message.offset() + 1);
+                    if let Some(payload) = message.payload() {
+                        payloads.push(payload.to_vec());
+                    }
+                    last = std::time::Instant::now();
+                }
+                Some(Err(error)) => return Err(error),
+                None => {}
+            }
+            let at_end = ends
+                .iter()
+                .all(|(p, high)| positions.get(p).copied().unwrap_or(0) >= *high);
+            if at_end && last.elapsed() >= quiet {
+                return Ok(payloads);
+            }
+        }
     }
 }
 
