@@ -2,6 +2,8 @@
 //! a GKE cluster running the ferrisDX base plus project namespaces, sampled like Elastic Agent
 //! does (usage, requests and limits every period, node capacity), and the matching bill lines.
 
+pub mod scenario;
+
 use std::collections::BTreeMap;
 
 use crate::standard::{

@@ -1,0 +1,983 @@
+//! The three deployments the tracker serves, as synthetic input: Elastic Agent / Metricbeat
+//! documents (ECS JSON) for every cluster, and the bills the platform would receive (GCP billing
+//! export, Azure FOCUS export). Deterministic for a seed; the tracker configuration of each is in
+//! `deploy/scenarios/<name>/`.
+//!
+//! - `single-user-gcp`: one GKE cluster, the ferrisDX base and one project; GCP billing.
+//! - `team-databricks`: a GKE cluster with a team's projects, plus an Azure Databricks cluster that
+//!   sends metrics and appears on an Azure bill, and must stay out of the accounting.
+//! - `hybrid-onprem-gcp`: an on-prem cluster (Metricbeat without cluster metadata, priced by a rate
+//!   card) and a GKE cluster, with IDEs, JupyterHub and Presto in project namespaces on both.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use super::SplitMix64;
+use crate::standard::EpochMillis;
+
+const GIB: f64 = 1_073_741_824.0;
+const HOUR_MS: i64 = 3_600_000;
+
+/// Names of the scenarios [`generate`] knows.
+pub const SCENARIOS: [&str; 3] = ["single-user-gcp", "team-databricks", "hybrid-onprem-gcp"];
+
+/// How a cluster's documents are shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Elastic Agent Kubernetes integration: `data_stream.dataset`, `orchestrator.cluster.name`.
+    Agent,
+    /// Metricbeat kubernetes module without cluster metadata: `metricset.name`; the tracker's
+    /// `[elastic] cluster_ids` names the cluster per topic.
+    MetricbeatWithoutCluster,
+}
+
+/// How a cluster is paid for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Billing {
+    /// GCP billing export rows, JSON lines or CSV.
+    Gcp { csv: bool },
+    /// Azure FOCUS export.
+    AzureFocus,
+    /// No bill: the rate card in `deploy/scenarios/<name>/rate-card.toml` prices it.
+    RateCard,
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    name: String,
+    pool: &'static str,
+    cores: f64,
+    memory_gib: f64,
+}
+
+/// A container of a workload: requests, limits and how busy it is.
+#[derive(Debug, Clone, Copy)]
+struct ContainerSpec {
+    name: &'static str,
+    cpu_request: f64,
+    cpu_limit: f64,
+    memory_request_gib: f64,
+    memory_limit_gib: f64,
+    /// Mean cpu use as a share of the request; above 1 bursts towards the limit.
+    busy: f64,
+}
+
+/// When a workload runs within the generated hours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Activity {
+    Always,
+    /// Running only in hours `[from, to)` counted from the start (a JupyterHub user server).
+    Hours(u32, u32),
+    /// Running, but using (almost) nothing: an idle namespace that still reserves capacity.
+    Idle,
+}
+
+#[derive(Debug, Clone)]
+struct Workload {
+    namespace: &'static str,
+    name: &'static str,
+    kind: &'static str,
+    replicas: u32,
+    containers: Vec<ContainerSpec>,
+    /// Persistent volume claim per replica, GiB.
+    volume_gib: f64,
+    activity: Activity,
+    /// The first replica restarts (new pod uid) at the middle of the period.
+    restarts: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Cluster {
+    /// `orchestrator.cluster.name` (and the tracker's cluster id).
+    name: &'static str,
+    topic: &'static str,
+    shape: Shape,
+    billing: Billing,
+    /// GCP project or Azure subscription.
+    account: &'static str,
+    nodes: Vec<Node>,
+    workloads: Vec<Workload>,
+}
+
+/// One generated bill file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillFile {
+    /// File name, e.g. `gcp-billing-export.jsonl`.
+    pub name: String,
+    /// The `export-costs` exporter that reads it: `gcp` or `focus`.
+    pub exporter: &'static str,
+    /// File contents.
+    pub contents: String,
+}
+
+/// A generated scenario.
+#[derive(Debug, Clone)]
+pub struct ScenarioInput {
+    /// ECS documents (one JSON object per line) per Kafka topic, in time order.
+    pub documents: BTreeMap<String, Vec<String>>,
+    /// Bills.
+    pub bills: Vec<BillFile>,
+    /// First sample window start (UTC, hour-aligned).
+    pub start: EpochMillis,
+    /// End of the generated period.
+    pub end: EpochMillis,
+}
+
+/// Generates `hours` of scenario `name` from `start` (hour-aligned epoch ms), one sample per
+/// object every `period_s` seconds.
+pub fn generate(
+    name: &str,
+    start: EpochMillis,
+    hours: u32,
+    period_s: u32,
+    seed: u64,
+) -> Option<ScenarioInput> {
+    let clusters = clusters(name)?;
+    let end = start + i64::from(hours) * HOUR_MS;
+    let mut rng = SplitMix64::new(seed);
+    let mut documents: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for cluster in &clusters {
+        let docs = documents.entry(cluster.topic.to_owned()).or_default();
+        cluster_documents(cluster, start, hours, period_s, &mut rng, docs);
+    }
+    let mut bills = Vec::new();
+    let gcp: Vec<&Cluster> = clusters
+        .iter()
+        .filter(|c| matches!(c.billing, Billing::Gcp { .. }))
+        .collect();
+    if !gcp.is_empty() {
+        let csv = gcp.iter().any(|c| c.billing == Billing::Gcp { csv: true });
+        bills.push(gcp_bill(&gcp, start, hours, csv));
+    }
+    let azure: Vec<&Cluster> = clusters
+        .iter()
+        .filter(|c| c.billing == Billing::AzureFocus)
+        .collect();
+    if !azure.is_empty() {
+        bills.push(focus_bill(&azure, start, hours));
+    }
+    Some(ScenarioInput {
+        documents,
+        bills,
+        start,
+        end,
+    })
+}
+
+fn container(
+    name: &'static str,
+    cpu: (f64, f64),
+    memory_gib: (f64, f64),
+    busy: f64,
+) -> ContainerSpec {
+    ContainerSpec {
+        name,
+        cpu_request: cpu.0,
+        cpu_limit: cpu.1,
+        memory_request_gib: memory_gib.0,
+        memory_limit_gib: memory_gib.1,
+        busy,
+    }
+}
+
+fn workload(
+    namespace: &'static str,
+    name: &'static str,
+    kind: &'static str,
+    replicas: u32,
+    containers: Vec<ContainerSpec>,
+) -> Workload {
+    Workload {
+        namespace,
+        name,
+        kind,
+        replicas,
+        containers,
+        volume_gib: 0.0,
+        activity: Activity::Always,
+        restarts: false,
+    }
+}
+
+impl Workload {
+    fn volume(mut self, gib: f64) -> Self {
+        self.volume_gib = gib;
+        self
+    }
+    fn activity(mut self, activity: Activity) -> Self {
+        self.activity = activity;
+        self
+    }
+    fn restarting(mut self) -> Self {
+        self.restarts = true;
+        self
+    }
+}
+
+/// The ferrisDX base every platform runs.
+fn ferrisdx_base() -> Vec<Workload> {
+    vec![
+        workload(
+            "argocd",
+            "argocd-server",
+            "Deployment",
+            1,
+            vec![container("argocd-server", (0.25, 0.5), (0.5, 1.0), 0.4)],
+        ),
+        workload(
+            "argocd",
+            "argocd-application-controller",
+            "StatefulSet",
+            1,
+            vec![container("controller", (0.25, 1.0), (0.5, 1.0), 0.6)],
+        ),
+        workload(
+            "consul",
+            "consul-server",
+            "StatefulSet",
+            1,
+            vec![container("consul", (0.25, 0.5), (0.5, 0.5), 0.3)],
+        )
+        .volume(10.0),
+        workload(
+            "minio",
+            "minio",
+            "StatefulSet",
+            1,
+            vec![container("minio", (0.5, 1.0), (1.0, 2.0), 0.5)],
+        )
+        .volume(100.0),
+        workload(
+            "kafka",
+            "kafka",
+            "StatefulSet",
+            1,
+            vec![container("kafka", (1.0, 2.0), (2.0, 4.0), 0.7)],
+        )
+        .volume(50.0),
+        workload(
+            "postgres",
+            "postgres",
+            "StatefulSet",
+            1,
+            vec![container("postgres", (0.5, 1.0), (1.0, 2.0), 0.6)],
+        )
+        .volume(20.0),
+        workload(
+            "keycloak",
+            "keycloak",
+            "Deployment",
+            1,
+            vec![container("keycloak", (0.5, 1.0), (1.0, 1.5), 0.2)],
+        ),
+        workload(
+            "vault",
+            "vault",
+            "StatefulSet",
+            1,
+            vec![container("vault", (0.25, 0.5), (0.25, 0.5), 0.2)],
+        )
+        .volume(5.0),
+        workload(
+            "ferris-ui",
+            "ferris-ui",
+            "Deployment",
+            1,
+            vec![container("flask", (0.25, 0.5), (0.5, 0.5), 0.3)],
+        ),
+    ]
+}
+
+fn nodes(prefix: &str, pool: &'static str, count: u32, cores: f64, memory_gib: f64) -> Vec<Node> {
+    (0..count)
+        .map(|i| Node {
+            name: format!("{prefix}-{i}"),
+            pool,
+            cores,
+            memory_gib,
+        })
+        .collect()
+}
+
+fn clusters(name: &str) -> Option<Vec<Cluster>> {
+    let agent_topic = "elastic.metrics.kubernetes";
+    match name {
+        "single-user-gcp" => {
+            let mut workloads = ferrisdx_base();
+            workloads.push(
+                workload(
+                    "project-alice",
+                    "notebook",
+                    "Deployment",
+                    1,
+                    vec![container("jupyter", (0.5, 2.0), (2.0, 4.0), 1.6)],
+                )
+                .volume(10.0),
+            );
+            Some(vec![Cluster {
+                name: "gke-single",
+                topic: agent_topic,
+                shape: Shape::Agent,
+                billing: Billing::Gcp { csv: false },
+                account: "ferrisdx-alice",
+                nodes: nodes("gke-single-default-pool", "default-pool", 2, 4.0, 16.0),
+                workloads,
+            }])
+        }
+        "team-databricks" => {
+            let mut workloads = ferrisdx_base();
+            workloads.extend([
+                workload(
+                    "project-ingest",
+                    "ingest-api",
+                    "Deployment",
+                    2,
+                    vec![container("api", (0.5, 1.0), (1.0, 2.0), 0.8)],
+                ),
+                workload(
+                    "project-ingest",
+                    "ingest-worker",
+                    "Deployment",
+                    2,
+                    vec![container("worker", (1.0, 2.0), (2.0, 4.0), 1.3)],
+                )
+                .restarting(),
+                workload(
+                    "project-reports",
+                    "report-builder",
+                    "Deployment",
+                    1,
+                    vec![container("builder", (0.5, 1.0), (1.0, 2.0), 0.5)],
+                )
+                .volume(20.0),
+                // Reserved, unused: the team's forgotten sandbox.
+                workload(
+                    "project-sandbox",
+                    "sandbox",
+                    "Deployment",
+                    1,
+                    vec![container("shell", (1.0, 1.0), (2.0, 2.0), 0.0)],
+                )
+                .activity(Activity::Idle),
+            ]);
+            Some(vec![
+                Cluster {
+                    name: "gke-team",
+                    topic: agent_topic,
+                    shape: Shape::Agent,
+                    billing: Billing::Gcp { csv: true },
+                    account: "ferrisdx-team",
+                    nodes: nodes("gke-team-default-pool", "default-pool", 3, 8.0, 32.0),
+                    workloads,
+                },
+                Cluster {
+                    name: "azure-databricks",
+                    topic: agent_topic,
+                    shape: Shape::Agent,
+                    billing: Billing::AzureFocus,
+                    account: "7f4c2a9e-1b3d-4e5f-8a6b-0c1d2e3f4a5b",
+                    nodes: nodes("adb-worker", "Standard_DS3_v2", 2, 4.0, 14.0),
+                    workloads: vec![workload(
+                        "databricks",
+                        "spark-executor",
+                        "StatefulSet",
+                        2,
+                        vec![container("executor", (3.0, 4.0), (10.0, 12.0), 0.8)],
+                    )],
+                },
+            ])
+        }
+        "hybrid-onprem-gcp" => {
+            let project_workloads = || -> Vec<Workload> {
+                vec![
+                    workload(
+                        "project-ide",
+                        "code-server",
+                        "StatefulSet",
+                        2,
+                        vec![container("code-server", (0.5, 2.0), (1.0, 4.0), 0.6)],
+                    )
+                    .volume(10.0),
+                    workload(
+                        "jupyterhub",
+                        "hub",
+                        "Deployment",
+                        1,
+                        vec![container("hub", (0.25, 0.5), (0.5, 1.0), 0.3)],
+                    )
+                    .volume(1.0),
+                    workload(
+                        "jupyterhub",
+                        "jupyter-bob",
+                        "Pod",
+                        1,
+                        vec![container("notebook", (1.0, 4.0), (4.0, 8.0), 1.5)],
+                    )
+                    .activity(Activity::Hours(1, 3)),
+                    workload(
+                        "project-analytics",
+                        "presto-coordinator",
+                        "Deployment",
+                        1,
+                        vec![container("presto", (1.0, 2.0), (4.0, 4.0), 0.4)],
+                    ),
+                    workload(
+                        "project-analytics",
+                        "presto-worker",
+                        "StatefulSet",
+                        3,
+                        vec![container("presto", (2.0, 4.0), (8.0, 8.0), 0.9)],
+                    )
+                    .restarting(),
+                ]
+            };
+            let mut onprem = ferrisdx_base();
+            onprem.extend(project_workloads());
+            Some(vec![
+                Cluster {
+                    name: "onprem-dc1",
+                    topic: "metricbeat.onprem.kubernetes",
+                    shape: Shape::MetricbeatWithoutCluster,
+                    billing: Billing::RateCard,
+                    account: "dc1",
+                    nodes: [
+                        nodes("dc1-std", "standard", 3, 16.0, 64.0),
+                        nodes("dc1-mem", "highmem", 1, 16.0, 128.0),
+                    ]
+                    .concat(),
+                    workloads: onprem,
+                },
+                Cluster {
+                    name: "gke-hybrid",
+                    topic: agent_topic,
+                    shape: Shape::Agent,
+                    billing: Billing::Gcp { csv: false },
+                    account: "ferrisdx-hybrid",
+                    nodes: nodes("gke-hybrid-burst-pool", "burst-pool", 2, 8.0, 32.0),
+                    workloads: project_workloads(),
+                },
+            ])
+        }
+        _ => None,
+    }
+}
+
+fn rfc3339(t: EpochMillis) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(t as u64)).to_string()
+}
+
+/// The parts every document of a cluster shares.
+fn base_document(cluster: &Cluster, metricset: &str, t: EpochMillis, period_s: u32) -> Value {
+    let mut doc = json!({
+        "@timestamp": rfc3339(t),
+        "event": {"module": "kubernetes", "dataset": format!("kubernetes.{metricset}")},
+        "metricset": {"name": metricset, "period": period_s * 1000},
+        "service": {"type": "kubernetes"},
+    });
+    match cluster.shape {
+        Shape::Agent => {
+            doc["data_stream"] = json!({"type": "metrics", "dataset": format!("kubernetes.{metricset}"), "namespace": "default"});
+            doc["agent"] = json!({"type": "metricbeat", "version": "8.15.0"});
+            doc["orchestrator"] = json!({"cluster": {"name": cluster.name}});
+        }
+        Shape::MetricbeatWithoutCluster => {
+            doc["agent"] = json!({"type": "metricbeat", "version": "7.17.22"});
+        }
+    }
+    doc
+}
+
+fn cluster_documents(
+    cluster: &Cluster,
+    start: EpochMillis,
+    hours: u32,
+    period_s: u32,
+    rng: &mut SplitMix64,
+    out: &mut Vec<String>,
+) {
+    let period_ms = i64::from(period_s) * 1000;
+    let end = start + i64::from(hours) * HOUR_MS;
+    let mut t = start + period_ms;
+    while t <= end {
+        for node in &cluster.nodes {
+            let mut doc = base_document(cluster, "state_node", t, period_s);
+            doc["kubernetes"] = json!({
+                "node": {
+                    "name": node.name,
+                    "cpu": {"allocatable": {"cores": node.cores}, "capacity": {"cores": node.cores}},
+                    "memory": {"allocatable": {"bytes": node.memory_gib * GIB}, "capacity": {"bytes": node.memory_gib * GIB}},
+                    "status": {"ready": "true", "unschedulable": false},
+                },
+                "labels": {"node-pool": node.pool, "kubernetes_io/hostname": node.name},
+            });
+            out.push(doc.to_string());
+        }
+        let hour = ((t - 1 - start) / HOUR_MS) as u32;
+        for (w, workload) in cluster.workloads.iter().enumerate() {
+            if let Activity::Hours(from, to) = workload.activity {
+                if hour < from || hour >= to {
+                    continue;
+                }
+            }
+            for replica in 0..workload.replicas {
+                let restarted = workload.restarts && replica == 0 && t > start + (end - start) / 2;
+                let pod = pod(workload, replica, restarted);
+                let node = &cluster.nodes[(w + replica as usize) % cluster.nodes.len()];
+                for spec in &workload.containers {
+                    let busy = match workload.activity {
+                        Activity::Idle => 0.001,
+                        _ => spec.busy * (0.75 + 0.5 * rng.next_f64()),
+                    };
+                    let cores = (spec.cpu_request * busy).min(spec.cpu_limit);
+                    let memory = (spec.memory_request_gib * (0.6 + 0.5 * busy.min(1.0)))
+                        .min(spec.memory_limit_gib)
+                        * GIB;
+                    out.push(container_document(
+                        cluster,
+                        workload,
+                        &pod,
+                        &node.name,
+                        spec,
+                        t,
+                        period_s,
+                        cores,
+                        memory.round(),
+                    ));
+                    out.push(state_container_document(
+                        cluster, workload, &pod, &node.name, spec, t, period_s, restarted,
+                    ));
+                }
+                if workload.volume_gib > 0.0 {
+                    out.push(pvc_document(cluster, workload, replica, t, period_s));
+                }
+            }
+        }
+        t += period_ms;
+    }
+}
+
+/// A running pod: its name and how often it was replaced.
+struct Pod {
+    name: String,
+    incarnation: u32,
+}
+
+fn pod(workload: &Workload, replica: u32, restarted: bool) -> Pod {
+    let name = match (workload.kind, restarted) {
+        ("StatefulSet", _) => format!("{}-{replica}", workload.name),
+        ("Pod", _) => workload.name.to_owned(),
+        (_, false) => format!("{}-5d8f7c9b4-{replica:05}", workload.name),
+        (_, true) => format!("{}-5d8f7c9b4-r{replica:04}", workload.name),
+    };
+    Pod {
+        name,
+        incarnation: u32::from(restarted),
+    }
+}
+
+/// A stable uid per pod incarnation: a restarted StatefulSet pod keeps its name, not its uid.
+fn pod_uid(cluster: &Cluster, namespace: &str, pod: &str, incarnation: u32) -> String {
+    let h = xxhash_rust::xxh3::xxh3_128(
+        format!("{}/{namespace}/{pod}/{incarnation}", cluster.name).as_bytes(),
+    );
+    let hex = format!("{h:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+fn workload_metadata(cluster: &Cluster, workload: &Workload, pod: &Pod, node: &str) -> Value {
+    let mut k8s = json!({
+        "namespace": workload.namespace,
+        "pod": {"name": pod.name, "uid": pod_uid(cluster, workload.namespace, &pod.name, pod.incarnation)},
+        "node": {"name": node},
+        "labels": {"app_kubernetes_io/name": workload.name},
+    });
+    match workload.kind {
+        "Deployment" => {
+            k8s["deployment"] = json!({"name": workload.name});
+            k8s["replicaset"] = json!({"name": format!("{}-5d8f7c9b4", workload.name)});
+        }
+        "StatefulSet" => k8s["statefulset"] = json!({"name": workload.name}),
+        _ => {}
+    }
+    k8s
+}
+
+#[allow(clippy::too_many_arguments)]
+fn container_document(
+    cluster: &Cluster,
+    workload: &Workload,
+    pod: &Pod,
+    node: &str,
+    spec: &ContainerSpec,
+    t: EpochMillis,
+    period_s: u32,
+    cores: f64,
+    memory_bytes: f64,
+) -> String {
+    let mut doc = base_document(cluster, "container", t, period_s);
+    let mut k8s = workload_metadata(cluster, workload, pod, node);
+    k8s["container"] = json!({
+        "name": spec.name,
+        "cpu": {"usage": {"nanocores": (cores * 1e9).round() as u64, "core": {"ns": 0}}},
+        "memory": {"workingset": {"bytes": memory_bytes as u64}, "usage": {"bytes": (memory_bytes * 1.1) as u64}},
+    });
+    doc["kubernetes"] = k8s;
+    doc.to_string()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn state_container_document(
+    cluster: &Cluster,
+    workload: &Workload,
+    pod: &Pod,
+    node: &str,
+    spec: &ContainerSpec,
+    t: EpochMillis,
+    period_s: u32,
+    restarted: bool,
+) -> String {
+    let mut doc = base_document(cluster, "state_container", t, period_s);
+    let mut k8s = workload_metadata(cluster, workload, pod, node);
+    k8s["container"] = json!({
+        "name": spec.name,
+        "cpu": {"request": {"cores": spec.cpu_request}, "limit": {"cores": spec.cpu_limit}},
+        "memory": {"request": {"bytes": spec.memory_request_gib * GIB}, "limit": {"bytes": spec.memory_limit_gib * GIB}},
+        "status": {"ready": true, "phase": "running", "restarts": u32::from(restarted)},
+    });
+    doc["kubernetes"] = k8s;
+    doc.to_string()
+}
+
+fn pvc_document(
+    cluster: &Cluster,
+    workload: &Workload,
+    replica: u32,
+    t: EpochMillis,
+    period_s: u32,
+) -> String {
+    let mut doc = base_document(cluster, "state_persistentvolumeclaim", t, period_s);
+    doc["kubernetes"] = json!({
+        "namespace": workload.namespace,
+        "persistentvolumeclaim": {
+            "name": format!("data-{}-{replica}", workload.name),
+            "phase": "Bound",
+            "storage_class": "standard",
+            "request_storage": {"bytes": workload.volume_gib * GIB},
+        },
+    });
+    doc.to_string()
+}
+
+/// GCP list prices per hour the generated bills use (EUR).
+const GCP_CORE_HOUR: f64 = 0.031_611;
+const GCP_GIB_HOUR: f64 = 0.004_237;
+const GCP_PD_GIB_HOUR: f64 = 0.000_054_8;
+const GKE_FEE_HOUR: f64 = 0.1;
+
+/// One GCP billing export row.
+struct GcpRow<'a> {
+    cluster: &'a Cluster,
+    service: (&'a str, &'a str),
+    sku: (&'a str, &'a str),
+    hour: EpochMillis,
+    cost: f64,
+    credits: Vec<(&'a str, f64)>,
+    namespace: Option<&'a str>,
+    export_delay_h: i64,
+}
+
+fn gcp_bill(clusters: &[&Cluster], start: EpochMillis, hours: u32, csv: bool) -> BillFile {
+    let mut rows = Vec::new();
+    for cluster in clusters {
+        let cores: f64 = cluster.nodes.iter().map(|n| n.cores).sum();
+        let memory: f64 = cluster.nodes.iter().map(|n| n.memory_gib).sum();
+        for h in 0..i64::from(hours) {
+            let hour = start + h * HOUR_MS;
+            let compute = (cores * GCP_CORE_HOUR * 1e6).round() / 1e6;
+            rows.push(GcpRow {
+                cluster,
+                service: ("6F81-5844-456A", "Compute Engine"),
+                sku: ("CF4E-A0C7-E3BF", "N2 Instance Core running in Frankfurt"),
+                hour,
+                cost: compute,
+                credits: vec![(
+                    "SUSTAINED_USAGE_DISCOUNT",
+                    -(compute * 0.2 * 1e6).round() / 1e6,
+                )],
+                namespace: None,
+                export_delay_h: 2,
+            });
+            rows.push(GcpRow {
+                cluster,
+                service: ("6F81-5844-456A", "Compute Engine"),
+                sku: ("F268-6CE7-AC00", "N2 Instance Ram running in Frankfurt"),
+                hour,
+                cost: (memory * GCP_GIB_HOUR * 1e6).round() / 1e6,
+                credits: Vec::new(),
+                namespace: None,
+                export_delay_h: 2,
+            });
+            rows.push(GcpRow {
+                cluster,
+                service: ("CCD8-9BF1-090E", "Kubernetes Engine"),
+                sku: ("B561-BFBD-1264", "Regional Kubernetes Clusters"),
+                hour,
+                cost: GKE_FEE_HOUR,
+                credits: Vec::new(),
+                namespace: None,
+                export_delay_h: 2,
+            });
+            // GKE cost allocation labels persistent disks with the namespace of their claim.
+            for w in cluster.workloads.iter().filter(|w| w.volume_gib > 0.0) {
+                let gib = w.volume_gib * f64::from(w.replicas);
+                rows.push(GcpRow {
+                    cluster,
+                    service: ("6F81-5844-456A", "Compute Engine"),
+                    sku: ("D973-5D65-BAB2", "Balanced PD Capacity in Frankfurt"),
+                    hour,
+                    cost: (gib * GCP_PD_GIB_HOUR * 1e6).round() / 1e6,
+                    credits: Vec::new(),
+                    namespace: Some(w.namespace),
+                    export_delay_h: 2,
+                });
+            }
+        }
+        // A late correction: the first hour's compute is re-exported a day later at a new cost.
+        if let Some(first) = rows.iter().position(|r| std::ptr::eq(r.cluster, *cluster)) {
+            let original = &rows[first];
+            let corrected = GcpRow {
+                cluster,
+                service: original.service,
+                sku: original.sku,
+                hour: original.hour,
+                cost: (original.cost * 0.9 * 1e6).round() / 1e6,
+                credits: original
+                    .credits
+                    .iter()
+                    .map(|(n, a)| (*n, (a * 0.9 * 1e6).round() / 1e6))
+                    .collect(),
+                namespace: None,
+                export_delay_h: 26,
+            };
+            rows.push(corrected);
+        }
+    }
+    let contents = if csv {
+        gcp_csv(&rows)
+    } else {
+        rows.iter()
+            .map(|r| gcp_json(r).to_string() + "\n")
+            .collect()
+    };
+    BillFile {
+        name: if csv {
+            "gcp-billing-export.csv"
+        } else {
+            "gcp-billing-export.jsonl"
+        }
+        .into(),
+        exporter: "gcp",
+        contents,
+    }
+}
+
+fn gcp_labels(row: &GcpRow<'_>) -> Vec<(String, String)> {
+    let mut labels = vec![
+        (
+            "goog-k8s-cluster-name".to_owned(),
+            row.cluster.name.to_owned(),
+        ),
+        (
+            "goog-k8s-cluster-location".to_owned(),
+            "europe-west3".to_owned(),
+        ),
+    ];
+    if let Some(ns) = row.namespace {
+        labels.push(("k8s-namespace".into(), ns.into()));
+    }
+    labels
+}
+
+/// BigQuery's JSON timestamp format.
+fn bq_time(t: EpochMillis) -> String {
+    rfc3339(t).replace('T', " ").replace(".000Z", " UTC")
+}
+
+fn gcp_json(row: &GcpRow<'_>) -> Value {
+    json!({
+        "billing_account_id": "01A2B3-C4D5E6-F7A8B9",
+        "service": {"id": row.service.0, "description": row.service.1},
+        "sku": {"id": row.sku.0, "description": row.sku.1},
+        "usage_start_time": bq_time(row.hour),
+        "usage_end_time": bq_time(row.hour + HOUR_MS),
+        "project": {"id": row.cluster.account, "number": "123456789012", "name": row.cluster.account, "labels": []},
+        "labels": gcp_labels(row).into_iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+        "system_labels": [],
+        "location": {"location": "europe-west3", "country": "DE", "region": "europe-west3", "zone": null},
+        "export_time": bq_time(row.hour + (1 + row.export_delay_h) * HOUR_MS),
+        "cost": row.cost,
+        "currency": "EUR",
+        "currency_conversion_rate": 1.0,
+        "usage": {"amount": 3600.0, "unit": "seconds", "amount_in_pricing_units": 1.0, "pricing_unit": "hour"},
+        "credits": row.credits.iter().map(|(name, amount)| json!({"name": name, "amount": amount, "full_name": null, "id": name, "type": name})).collect::<Vec<_>>(),
+        "invoice": {"month": "202611"},
+        "cost_type": "regular",
+        "adjustment_info": null,
+    })
+}
+
+fn gcp_csv(rows: &[GcpRow<'_>]) -> String {
+    let mut out = String::from(
+        "billing_account_id,service.id,service.description,sku.id,sku.description,usage_start_time,usage_end_time,project.id,labels,location.region,export_time,cost,currency,credits,cost_type\n",
+    );
+    for row in rows {
+        let labels: Vec<Value> = gcp_labels(row)
+            .into_iter()
+            .map(|(k, v)| json!({"key": k, "value": v}))
+            .collect();
+        let credits: Vec<Value> = row
+            .credits
+            .iter()
+            .map(|(name, amount)| json!({"name": name, "amount": amount, "type": name}))
+            .collect();
+        let quote = |s: String| format!("\"{}\"", s.replace('"', "\"\""));
+        let _ = writeln!(
+            out,
+            "01A2B3-C4D5E6-F7A8B9,{},{},{},{},{},{},{},{},europe-west3,{},{},EUR,{},regular",
+            row.service.0,
+            row.service.1,
+            row.sku.0,
+            row.sku.1,
+            bq_time(row.hour),
+            bq_time(row.hour + HOUR_MS),
+            row.cluster.account,
+            quote(Value::from(labels).to_string()),
+            bq_time(row.hour + (1 + row.export_delay_h) * HOUR_MS),
+            row.cost,
+            quote(Value::from(credits).to_string()),
+        );
+    }
+    out
+}
+
+/// Azure FOCUS export: the Databricks cluster's VMs and DBUs, per hour.
+fn focus_bill(clusters: &[&Cluster], start: EpochMillis, hours: u32) -> BillFile {
+    let mut out = String::from(
+        "BilledCost,EffectiveCost,ListCost,BillingAccountId,BillingAccountName,SubAccountId,SubAccountName,BillingCurrency,BillingPeriodStart,ChargePeriodStart,ChargePeriodEnd,ChargeCategory,ChargeClass,ChargeDescription,ProviderName,PublisherName,ResourceId,ResourceName,RegionId,ServiceCategory,ServiceName,SkuId,SkuPriceId,Tags\n",
+    );
+    for cluster in clusters {
+        for h in 0..i64::from(hours) {
+            let hour = start + h * HOUR_MS;
+            let period = |t: EpochMillis| rfc3339(t).replace(".000Z", "Z");
+            let tags = quote_csv(&json!({"ClusterName": cluster.name, "Vendor": "Databricks", "DatabricksEnvironment": "team"}).to_string());
+            for (i, node) in cluster.nodes.iter().enumerate() {
+                let cost = 0.293;
+                let _ = writeln!(
+                    out,
+                    "{cost},{cost},{cost},8611537,Contoso Ltd,{acct},team-analytics,EUR,2026-11-01T00:00:00Z,{},{},Usage,,DS3 v2 VM hour,Microsoft,Microsoft,/subscriptions/{acct}/resourceGroups/databricks-rg/providers/Microsoft.Compute/virtualMachines/{},{},westeurope,Compute,Virtual Machines,DZH318Z0BQ4Z,DZH318Z0BQ4Z/00{i},{tags}",
+                    period(hour),
+                    period(hour + HOUR_MS),
+                    node.name,
+                    node.name,
+                    acct = cluster.account,
+                );
+            }
+            let dbu = 0.55 * cluster.nodes.len() as f64;
+            let _ = writeln!(
+                out,
+                "{dbu},{dbu},{dbu},8611537,Contoso Ltd,{acct},team-analytics,EUR,2026-11-01T00:00:00Z,{},{},Usage,,Premium All-purpose Compute DBU,Microsoft,Databricks,/subscriptions/{acct}/resourceGroups/databricks-rg/providers/Microsoft.Databricks/workspaces/team-analytics,team-analytics,westeurope,Analytics,Azure Databricks,DZH318Z0BWQ6,DZH318Z0BWQ6/001,{tags}",
+                period(hour),
+                period(hour + HOUR_MS),
+                acct = cluster.account,
+            );
+        }
+    }
+    BillFile {
+        name: "azure-focus-export.csv".into(),
+        exporter: "focus",
+        contents: out,
+    }
+}
+
+fn quote_csv(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::ecs::{EcsNormaliser, EcsOutcome, EcsSettings};
+
+    const START: EpochMillis = 1_793_491_200_000;
+
+    #[test]
+    fn every_scenario_is_deterministic_for_a_seed() {
+        for name in SCENARIOS {
+            let a = generate(name, START, 2, 60, 1).unwrap();
+            let b = generate(name, START, 2, 60, 1).unwrap();
+            assert_eq!(a.documents, b.documents, "{name}");
+            assert_eq!(a.bills, b.bills, "{name}");
+            let c = generate(name, START, 2, 60, 2).unwrap();
+            assert_ne!(
+                a.documents, c.documents,
+                "{name}: another seed, other usage"
+            );
+        }
+        assert!(generate("nope", START, 1, 60, 1).is_none());
+    }
+
+    #[test]
+    fn every_document_normalises() {
+        for name in SCENARIOS {
+            let input = generate(name, START, 1, 300, 1).unwrap();
+            for (topic, docs) in &input.documents {
+                let mut settings = EcsSettings::new(format!("//test/{topic}"));
+                settings.default_cluster_id = Some("fallback".into());
+                let n = EcsNormaliser::new(settings).unwrap();
+                for doc in docs {
+                    match n.normalise(doc.as_bytes()) {
+                        Ok(EcsOutcome::Usage(event)) => {
+                            assert!(!event.measurements.is_empty());
+                            assert!(event.start >= START && event.end <= input.end);
+                        }
+                        other => panic!("{name}: {doc} gave {other:?}"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_hybrid_scenario_runs_both_clusters_from_two_topics() {
+        let input = generate("hybrid-onprem-gcp", START, 4, 600, 1).unwrap();
+        let topics: Vec<_> = input.documents.keys().cloned().collect();
+        assert_eq!(
+            topics,
+            ["elastic.metrics.kubernetes", "metricbeat.onprem.kubernetes"]
+        );
+        let onprem = &input.documents["metricbeat.onprem.kubernetes"];
+        assert!(onprem.iter().all(|d| !d.contains("orchestrator")));
+        // JupyterHub's user server runs in hours 1 and 2 only.
+        let bob = |docs: &[String]| docs.iter().filter(|d| d.contains("jupyter-bob")).count();
+        assert_eq!(
+            bob(onprem),
+            2 * 6 * 2,
+            "2 hours x 6 samples x (container + state)"
+        );
+        assert_eq!(
+            input.bills.len(),
+            1,
+            "only GKE has a bill; on-prem is rate-carded"
+        );
+    }
+}
