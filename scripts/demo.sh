@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# The main job, end to end on one machine: bring up the local stack, register the standard's
-# schemas, publish a few hours of a demo cluster's usage and bill, run the tracker until it has
-# caught up, and print the per-namespace table. Safe to run again: events carry stable ids, so a
-# second run deduplicates instead of double counting.
+# The main job, end to end on one machine, for one of the three deployments:
+#
+#   scripts/demo.sh [single-user-gcp|team-databricks|hybrid-onprem-gcp]   (default: hybrid-onprem-gcp)
+#
+# Brings up the local stack, registers the standard's schemas, generates a few hours of the
+# scenario (Elastic Agent / Metricbeat documents published to Kafka, bill files written to
+# target/scenario/<name>), turns the documents into UsageEvents (`elastic`), publishes the bills
+# (`export-costs`), runs the tracker until it has caught up and prints the per-namespace table.
+# Each run uses topics and a database of its own, so runs never mix.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-hours=${DEMO_HOURS:-6}
+scenario=${1:-hybrid-onprem-gcp}
+hours=${DEMO_HOURS:-3}
+config_dir=deploy/scenarios/$scenario
+[ -f "$config_dir/usage-tracker.toml" ] || { echo "unknown scenario $scenario (see deploy/scenarios/)" >&2; exit 64; }
 
 scripts/stack.sh up
 # shellcheck disable=SC1091
@@ -13,11 +21,45 @@ scripts/stack.sh up
 cargo build --quiet --bin usage-tracker
 tracker=target/debug/usage-tracker
 
+run=demo-$scenario-$(date +%s)
+out=target/scenario/$scenario
+mkdir -p "$out"
+# The stack's client settings, then the scenario's, with this run's document topics.
+{
+  cat "$USAGE_TRACKER_CONFIG"
+  echo
+  sed -E "s/\"(elastic\.metrics\.kubernetes|metricbeat\.onprem\.kubernetes)\"/\"$run.\1\"/g" "$config_dir/usage-tracker.toml"
+} >"$out/usage-tracker.toml"
+export USAGE_TRACKER_CONFIG=$out/usage-tracker.toml
+export USAGE_TRACKER__KAFKA__GROUP_ID=$run USAGE_TRACKER__ELASTIC__GROUP_ID=$run-elastic
+for t in usage_events cost_events usage_records dead_letters; do
+  export "USAGE_TRACKER__TOPICS__${t^^}=$run.$t"
+done
+db=${run//-/_}
+psql "${DATABASE_URL%/*}/postgres" -qc "create database $db"
+export DATABASE_URL=${DATABASE_URL%/*}/$db
+
+start=$(date -u -d "@$(( ($(date +%s) / 3600 - hours - 1) * 3600 ))" +%Y-%m-%dT%H:%M:%SZ)
+end=$(date -u -d "@$(( $(date -d "$start" +%s) + hours * 3600 ))" +%Y-%m-%dT%H:%M:%SZ)
+
 echo "== registering the Usage Tracking Standard's schemas"
 $tracker schemas register
-echo "== publishing $hours hours of the demo cluster's usage and bill"
-$tracker generate --hours "$hours"
+echo "== $scenario: $hours hours from $start, as the agents would publish them"
+$tracker generate --scenario "$scenario" --hours "$hours" --period 60 --start "$start" \
+  --topic-prefix "$run." --out "$out"
+echo "== Elastic documents -> UsageEvents"
+$tracker elastic --until-caught-up --log warn
+echo "== bills -> CostEvents"
+for bill in "$out"/gcp-billing-export.*; do
+  [ -e "$bill" ] && $tracker export-costs gcp "$bill" --log warn
+done
+if [ -e "$out/azure-focus-export.csv" ]; then
+  $tracker export-costs focus "$out/azure-focus-export.csv" --log warn
+fi
+if [ -f "$config_dir/rate-card.toml" ]; then
+  $tracker export-costs rate-card --card "$config_dir/rate-card.toml" --from "$start" --to "$end" --log warn
+fi
 echo "== running the tracker until it has caught up"
 $tracker run --until-caught-up --log warn
-echo "== usage and cost per namespace"
-$tracker report
+echo "== usage and cost per namespace ($DATABASE_URL)"
+$tracker report --from "$start" --to "$end"

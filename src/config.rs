@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounting::RateCard;
 use crate::allocate::{AllocationPolicy, IdleCost};
+use crate::billing::{CategoryRule, CategoryRules, ExportOptions};
 use crate::ingest::ecs::{CapacitySource, EcsSettings, UsageSource};
 use crate::ingest::{CostScope, ExclusionRules, Exclusions};
 use crate::kafka::KafkaConnection;
@@ -50,6 +51,19 @@ pub struct Settings {
     pub cost_scopes: Vec<CostScope>,
     /// The Elastic Agent / Metricbeat ingest (`usage-tracker elastic`).
     pub elastic: ElasticSettings,
+    /// The billing exporters (`usage-tracker export-costs`).
+    pub billing: BillingSettings,
+}
+
+/// `[billing]`: how `usage-tracker export-costs` reads bills (see docs/billing-exporters.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingSettings {
+    /// Cluster name as bills label it -> cluster id as usage reports it (`{ "gke-prod" = "prod" }`);
+    /// names not listed are used as ids.
+    pub cluster_ids: BTreeMap<String, String>,
+    /// Category rules tried before the built-in table, first match wins.
+    pub categories: Vec<CategoryRule>,
 }
 
 /// `[kafka]`
@@ -377,6 +391,29 @@ impl Settings {
         }
     }
 
+    /// What the billing exporters need besides the rows: the category table with the configured
+    /// rules first, and the cluster names.
+    pub fn export_options(
+        &self,
+        revision: Option<i64>,
+        exported_at: crate::standard::EpochMillis,
+    ) -> anyhow::Result<ExportOptions> {
+        Ok(ExportOptions {
+            revision,
+            exported_at,
+            categories: CategoryRules::with_overrides(&self.billing.categories)
+                .context("[billing] categories")?,
+            cluster_ids: self.billing.cluster_ids.clone(),
+        })
+    }
+
+    /// The partition key of a bill line: the cluster the tracker allocates it in (see
+    /// [`crate::ingest::cost_cluster`]), so a line shares a partition with its cluster's usage
+    /// and the tracker instance that owns the cluster sees its whole bill.
+    pub fn cost_key(&self, event: &crate::standard::CostEvent) -> String {
+        crate::ingest::cost_cluster(event, &self.cost_scopes)
+    }
+
     /// The registry endpoint (password read from its file).
     pub fn registry(&self) -> anyhow::Result<RegistryEndpoint> {
         let password = match &self.registry.password_file {
@@ -577,6 +614,13 @@ fn schema_example() -> Settings {
     example.exclusions.labels = strings();
     example.elastic.default_cluster_id = Some(String::new());
     example.elastic.cluster_ids = strings();
+    example.billing.cluster_ids = strings();
+    example.billing.categories = vec![CategoryRule {
+        provider: "*".into(),
+        service: "*".into(),
+        sku: "*".into(),
+        category: crate::standard::CostCategory::Other,
+    }];
     example
 }
 

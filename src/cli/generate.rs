@@ -1,25 +1,40 @@
-//! `usage-tracker generate`: publish synthetic demo input to Kafka.
+//! `usage-tracker generate`: synthetic input for demos, tests and benchmarks.
+//!
+//! Without `--scenario`: the demo cluster as UsageEvents and CostEvents on the standard topics.
+//! With `--scenario NAME`: one of the three deployments as Elastic Agent / Metricbeat documents
+//! on their topics (as the agents would publish them), plus its bill files in `--out`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Args;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use super::publish::EventPublisher;
 use crate::config::Settings;
-use crate::generate;
-use crate::kafka::TopicSpec;
-use crate::standard::wire::RecordEncoder;
-use crate::standard::{CostEvent, UsageEvent};
+use crate::generate::{self, scenario};
+use crate::standard::EpochMillis;
 
-/// Publish the demo cluster's usage and bill (deterministic for a seed).
+/// Publish synthetic input (deterministic for a seed).
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// Configuration file (TOML), for connections and topics.
     #[arg(long, env = "USAGE_TRACKER_CONFIG")]
     config: Option<PathBuf>,
+    /// A deployment scenario: single-user-gcp, team-databricks or hybrid-onprem-gcp.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(scenario::SCENARIOS))]
+    scenario: Option<String>,
+    /// Where a scenario's files go: documents/<topic>.ndjson and its bill files.
+    #[arg(long, default_value = "target/scenario")]
+    out: PathBuf,
+    /// Write a scenario's files only; publish no documents.
+    #[arg(long)]
+    no_publish: bool,
+    /// Prefix of the topics a scenario's documents go to (its `[elastic] topics` must name them
+    /// so): keeps runs on one broker apart.
+    #[arg(long, default_value = "")]
+    topic_prefix: String,
     /// Hours of data.
     #[arg(long, default_value_t = 3)]
     hours: u32,
@@ -39,74 +54,97 @@ impl GenerateArgs {
         let settings = Settings::load(self.config.as_deref())?;
         let start = match self.start {
             Some(t) => {
-                let system: std::time::SystemTime = t.into();
-                system.duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64
+                let system: SystemTime = t.into();
+                let ms = system.duration_since(UNIX_EPOCH)?.as_millis() as EpochMillis;
+                anyhow::ensure!(ms % 3_600_000 == 0, "--start must be on a full hour (UTC)");
+                ms
             }
             None => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)?
-                    .as_millis() as i64;
+                let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
                 (now / 3_600_000 - i64::from(self.hours) - 1) * 3_600_000
             }
         };
+        anyhow::ensure!(self.period >= 1, "--period must be at least 1 s");
+        match &self.scenario {
+            Some(name) => self.scenario(&settings, name, start).await,
+            None => self.demo(&settings, start).await,
+        }
+    }
+
+    async fn demo(&self, settings: &Settings, start: EpochMillis) -> anyhow::Result<ExitCode> {
         let input = generate::demo(start, self.hours, self.period, self.seed);
-        let kafka = settings.kafka();
+        let publisher = EventPublisher::new(settings)?;
         let t = &settings.topics;
-        kafka
-            .ensure_topics(&[
-                TopicSpec::new(&t.usage_events, t.partitions, t.replication),
-                TopicSpec::new(&t.cost_events, t.partitions, t.replication),
-            ])
-            .await
-            .context("creating input topics")?;
-        let registry = settings.registry()?.sr_settings()?;
-        let producer: FutureProducer = kafka
-            .producer_config()
-            .set("linger.ms", "20")
-            .set("partitioner", "murmur2_random")
-            .create()?;
-        let usage_encoder = RecordEncoder::<UsageEvent>::new(registry.clone(), &t.usage_events);
-        let mut sends = Vec::with_capacity(input.usage.len());
-        for event in &input.usage {
-            sends.push((
-                event.subject.cluster_id.clone(),
-                usage_encoder.encode(event).await?,
-            ));
+        publisher.ensure_topic(&t.usage_events).await?;
+        publisher.ensure_topic(&t.cost_events).await?;
+        let usage = input
+            .usage
+            .iter()
+            .map(|e| (e.subject.cluster_id.clone(), e));
+        let published_usage = publisher.publish(&t.usage_events, usage, || {}).await?;
+        let costs = input.costs.iter().map(|e| (settings.cost_key(e), e));
+        let published_costs = publisher.publish(&t.cost_events, costs, || {}).await?;
+        eprintln!("published {published_usage} usage events and {published_costs} bill lines");
+        Ok(ExitCode::SUCCESS)
+    }
+
+    async fn scenario(
+        &self,
+        settings: &Settings,
+        name: &str,
+        start: EpochMillis,
+    ) -> anyhow::Result<ExitCode> {
+        let input = scenario::generate(name, start, self.hours, self.period, self.seed)
+            .with_context(|| format!("unknown scenario {name}"))?;
+        let documents_dir = self.out.join("documents");
+        std::fs::create_dir_all(&documents_dir)
+            .with_context(|| format!("creating {}", documents_dir.display()))?;
+        for (topic, docs) in &input.documents {
+            let path = documents_dir.join(format!("{topic}.ndjson"));
+            let mut text = docs.join("\n");
+            text.push('\n');
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         }
-        send_all(&producer, &t.usage_events, &sends).await?;
-        let cost_encoder = RecordEncoder::<CostEvent>::new(registry, &t.cost_events);
-        let mut sends = Vec::with_capacity(input.costs.len());
-        for event in &input.costs {
-            sends.push((
-                event.cluster_id.clone().unwrap_or_default(),
-                cost_encoder.encode(event).await?,
-            ));
+        for bill in &input.bills {
+            let path = self.out.join(&bill.name);
+            std::fs::write(&path, &bill.contents)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "bill: {} (usage-tracker export-costs {} {})",
+                path.display(),
+                bill.exporter,
+                path.display()
+            );
         }
-        send_all(&producer, &t.cost_events, &sends).await?;
+        if !self.no_publish {
+            for (topic, docs) in &input.documents {
+                let topic = format!("{}{topic}", self.topic_prefix);
+                publish_documents(settings, &topic, docs).await?;
+                eprintln!("published {} documents to {topic}", docs.len());
+            }
+        }
         eprintln!(
-            "published {} usage events and {} bill lines",
-            input.usage.len(),
-            input.costs.len()
+            "scenario {name}: {} to {}",
+            humantime::format_rfc3339(
+                UNIX_EPOCH + std::time::Duration::from_millis(input.start as u64)
+            ),
+            humantime::format_rfc3339(
+                UNIX_EPOCH + std::time::Duration::from_millis(input.end as u64)
+            ),
         );
         Ok(ExitCode::SUCCESS)
     }
 }
 
-async fn send_all(
-    producer: &FutureProducer,
+/// Publishes raw documents as an Elastic Agent Kafka output would: JSON values, no key.
+async fn publish_documents(
+    settings: &Settings,
     topic: &str,
-    messages: &[(String, Vec<u8>)],
+    docs: &[String],
 ) -> anyhow::Result<()> {
-    let sends = messages.iter().map(|(key, payload)| {
-        producer.send(
-            FutureRecord::to(topic).key(key).payload(payload),
-            Duration::from_secs(30),
-        )
-    });
-    for result in futures::future::join_all(sends).await {
-        result
-            .map_err(|(e, _)| e)
-            .with_context(|| format!("producing to {topic}"))?;
-    }
+    let publisher = EventPublisher::new(settings)?;
+    publisher.ensure_topic(topic).await?;
+    let messages = docs.iter().map(|doc| (None, doc.as_bytes()));
+    publisher.send(topic, messages, || {}).await?;
     Ok(())
 }

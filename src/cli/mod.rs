@@ -3,6 +3,7 @@
 mod config;
 mod elastic;
 mod generate;
+mod publish;
 mod report;
 mod run;
 mod schemas;
