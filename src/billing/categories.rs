@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::standard::CostCategory;
+use crate::standard::CostCategory::{Compute, License, Memory, Network, Other, Storage};
 
 /// One row of the table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,9 +29,75 @@ fn any() -> String {
     "*".into()
 }
 
-/// Built-in rules, after any override. Order matters: specific before general.
-const BUILTIN: &[(&str, &str, &str, CostCategory)] = &[
-    ("gcp", "*", "*", CostCategory::Other),
+/// Built-in rules, after any override: `(provider, service, sku, category)`. Order matters:
+/// specific before general, the first match wins.
+///
+/// - `gcp`: `service` is the Cloud Billing export's `service.description`, `sku` its
+///   `sku.description` (the FOCUS view's ServiceName / ChargeDescription carry the same texts).
+/// - `azure`: `service` is the FOCUS ServiceName of Azure Cost Management's export, `sku` the
+///   ChargeDescription (see [`crate::billing::focus`]).
+///
+/// Licences before everything (a licence fee is not the cpu it runs on), egress before the
+/// service it leaves (Cloud Storage egress is network, not storage), then per-service SKU
+/// families, then the service, then `other`. `docs/billing-exporters.md` lists the same table.
+pub const BUILTIN: &[(&str, &str, &str, CostCategory)] = &[
+    // --- GCP: licences, any service ("Licensing Fee for Windows Server 2022 ...").
+    ("gcp", "*", "licensing fee for *", License),
+    ("gcp", "*", "* license fee*", License),
+    // --- GCP: network, any service (egress, data transfer, NAT, IPs, load balancing).
+    ("gcp", "*", "*egress*", Network),
+    ("gcp", "*", "*data transfer*", Network),
+    ("gcp", "*", "download *", Network),
+    ("gcp", "Networking", "*", Network),
+    ("gcp", "Cloud Load Balancing", "*", Network),
+    ("gcp", "Cloud NAT", "*", Network),
+    ("gcp", "Compute Engine", "network *", Network),
+    ("gcp", "Compute Engine", "*ip charge*", Network),
+    ("gcp", "Compute Engine", "*ip address*", Network),
+    // --- GCP Compute Engine: GPUs, then memory, then cores, then disks.
+    ("gcp", "Compute Engine", "*gpu*", Compute),
+    ("gcp", "Compute Engine", "*instance ram*", Memory),
+    ("gcp", "Compute Engine", "commitment*: ram *", Memory),
+    ("gcp", "Compute Engine", "*instance core*", Compute),
+    ("gcp", "Compute Engine", "commitment*: cpu *", Compute),
+    ("gcp", "Compute Engine", "*pd capacity*", Storage),
+    ("gcp", "Compute Engine", "*pd snapshot*", Storage),
+    ("gcp", "Compute Engine", "*hyperdisk*", Storage),
+    ("gcp", "Compute Engine", "*local storage*", Storage),
+    ("gcp", "Compute Engine", "storage *", Storage),
+    ("gcp", "Compute Engine", "*", Compute),
+    // --- GCP Kubernetes Engine: Autopilot pod requests by resource; the cluster fee is other.
+    ("gcp", "Kubernetes Engine", "*gpu*", Compute),
+    ("gcp", "Kubernetes Engine", "*mcpu*", Compute),
+    ("gcp", "Kubernetes Engine", "*memory*", Memory),
+    ("gcp", "Kubernetes Engine", "*ephemeral storage*", Storage),
+    ("gcp", "Kubernetes Engine", "*", Other),
+    // --- GCP storage services.
+    ("gcp", "Cloud Storage", "*", Storage),
+    ("gcp", "Filestore", "*", Storage),
+    ("gcp", "Artifact Registry", "*", Storage),
+    ("gcp", "*", "*", Other),
+    // --- Azure (FOCUS ServiceName): licences, network, compute, storage, the AKS fee.
+    ("azure", "Virtual Machines Licenses", "*", License),
+    ("azure", "*", "*license*", License),
+    ("azure", "Bandwidth", "*", Network),
+    ("azure", "Virtual Network", "*", Network),
+    ("azure", "Load Balancer", "*", Network),
+    ("azure", "NAT Gateway", "*", Network),
+    ("azure", "Azure NAT Gateway", "*", Network),
+    ("azure", "Content Delivery Network", "*", Network),
+    ("azure", "*", "*data transfer*", Network),
+    ("azure", "Virtual Machines", "*", Compute),
+    ("azure", "Virtual Machine Scale Sets", "*", Compute),
+    ("azure", "Azure Databricks", "*", Compute),
+    ("azure", "Storage", "*", Storage),
+    ("azure", "Storage Accounts", "*", Storage),
+    ("azure", "Managed Disks", "*", Storage),
+    ("azure", "Azure Files", "*", Storage),
+    ("azure", "Container Registry", "*", Storage),
+    ("azure", "Azure Container Registry", "*", Storage),
+    ("azure", "Azure Kubernetes Service", "*", Other),
+    ("azure", "*", "*", Other),
 ];
 
 #[derive(Debug, Clone)]
@@ -56,12 +123,14 @@ impl Default for CategoryRules {
 impl CategoryRules {
     /// `overrides` first, then the built-in table.
     pub fn with_overrides(overrides: &[CategoryRule]) -> Result<Self, glob::PatternError> {
-        let builtin = BUILTIN.iter().map(|&(provider, service, sku, category)| CategoryRule {
-            provider: provider.into(),
-            service: service.into(),
-            sku: sku.into(),
-            category,
-        });
+        let builtin = BUILTIN
+            .iter()
+            .map(|&(provider, service, sku, category)| CategoryRule {
+                provider: provider.into(),
+                service: service.into(),
+                sku: sku.into(),
+                category,
+            });
         let rules = overrides
             .iter()
             .cloned()
@@ -92,5 +161,199 @@ impl CategoryRules {
                 r.provider.matches(&provider) && r.service.matches(&service) && r.sku.matches(&sku)
             })
             .map_or(CostCategory::Other, |r| r.category)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builtin(provider: &str, service: &str, sku: &str) -> CostCategory {
+        CategoryRules::default().category(provider, service, sku)
+    }
+
+    #[test]
+    fn gcp_compute_engine_skus() {
+        let cases = [
+            ("N2 Instance Core running in Frankfurt", Compute),
+            ("E2 Instance Core running in Belgium", Compute),
+            (
+                "Spot Preemptible N2D AMD Instance Core running in Netherlands",
+                Compute,
+            ),
+            ("N2 Instance Ram running in Frankfurt", Memory),
+            ("E2 Instance Ram running in Belgium", Memory),
+            ("Commitment v1: Ram in Frankfurt for 1 Year", Memory),
+            ("Commitment v1: Cpu in Frankfurt for 1 Year", Compute),
+            ("Nvidia Tesla T4 GPU running in Frankfurt", Compute),
+            (
+                "Nvidia L4 GPU attached to Spot Preemptible VMs running in Belgium",
+                Compute,
+            ),
+            ("Storage PD Capacity in Frankfurt", Storage),
+            ("SSD backed PD Capacity in Frankfurt", Storage),
+            ("Balanced PD Capacity in Frankfurt", Storage),
+            ("Regional Balanced PD Capacity in Frankfurt", Storage),
+            ("Storage PD Snapshot in Frankfurt", Storage),
+            ("Hyperdisk Balanced Capacity in Frankfurt", Storage),
+            ("SSD backed Local Storage in Frankfurt", Storage),
+            ("Storage Image", Storage),
+            (
+                "Network Internet Egress from Frankfurt to Americas",
+                Network,
+            ),
+            ("Network Inter Zone Egress", Network),
+            (
+                "Network Load Balancing: Forwarding Rule Minimum Service Charge in Frankfurt",
+                Network,
+            ),
+            ("External IP Charge on a Standard VM", Network),
+            (
+                "Licensing Fee for Windows Server 2022 Datacenter Edition (CPU cost)",
+                License,
+            ),
+            ("Licensing Fee for RHEL 9 (RAM cost)", License),
+            (
+                "Micro Instance with burstable CPU running in Frankfurt",
+                Compute,
+            ),
+        ];
+        for (sku, category) in cases {
+            assert_eq!(builtin("gcp", "Compute Engine", sku), category, "{sku}");
+        }
+    }
+
+    #[test]
+    fn gcp_other_services() {
+        let cases = [
+            ("Kubernetes Engine", "Regional Kubernetes Clusters", Other),
+            ("Kubernetes Engine", "Zonal Kubernetes Clusters", Other),
+            (
+                "Kubernetes Engine",
+                "Autopilot Pod mCPU Requests (europe-west3)",
+                Compute,
+            ),
+            (
+                "Kubernetes Engine",
+                "Autopilot Pod Memory Requests (europe-west3)",
+                Memory,
+            ),
+            (
+                "Kubernetes Engine",
+                "Autopilot Pod Ephemeral Storage Requests (europe-west3)",
+                Storage,
+            ),
+            ("Cloud Storage", "Standard Storage Frankfurt", Storage),
+            (
+                "Cloud Storage",
+                "Regional Standard Class A Operations",
+                Storage,
+            ),
+            (
+                "Cloud Storage",
+                "Download Worldwide Destinations (excluding Asia & Australia)",
+                Network,
+            ),
+            (
+                "Cloud Storage",
+                "Networking Traffic Egress GCP Inter Region within Europe",
+                Network,
+            ),
+            ("Networking", "Networking Cloud NAT Gateway Uptime", Network),
+            ("Cloud Logging", "Log Volume", Other),
+            ("Cloud SQL", "DB custom CORE running in Frankfurt", Other),
+        ];
+        for (service, sku, category) in cases {
+            assert_eq!(builtin("gcp", service, sku), category, "{service} / {sku}");
+        }
+    }
+
+    #[test]
+    fn azure_focus_service_names() {
+        let cases = [
+            ("Virtual Machines", "D4s v5", Compute),
+            ("Virtual Machines Licenses", "Windows Server", License),
+            ("Azure Databricks", "Premium Jobs Compute DBU", Compute),
+            (
+                "Storage",
+                "Standard SSD Managed Disks E10 LRS Disk",
+                Storage,
+            ),
+            ("Storage Accounts", "Hot LRS Data Stored", Storage),
+            ("Bandwidth", "Standard Data Transfer Out", Network),
+            ("Virtual Network", "Standard IPv4 Static Public IP", Network),
+            ("Azure Kubernetes Service", "Standard Uptime SLA", Other),
+            ("Azure Monitor", "Analytics Logs Data Ingestion", Other),
+        ];
+        for (service, sku, category) in cases {
+            assert_eq!(
+                builtin("azure", service, sku),
+                category,
+                "{service} / {sku}"
+            );
+        }
+    }
+
+    #[test]
+    fn matching_is_case_insensitive_and_unknown_is_other() {
+        assert_eq!(
+            builtin("GCP", "COMPUTE ENGINE", "n2 instance ram running in x"),
+            Memory
+        );
+        assert_eq!(builtin("aws", "Amazon EC2", "BoxUsage:m5.large"), Other);
+        assert_eq!(builtin("gcp", "", ""), Other);
+    }
+
+    #[test]
+    fn overrides_come_first() {
+        let rules = CategoryRules::with_overrides(&[CategoryRule {
+            provider: "gcp".into(),
+            service: "Cloud SQL".into(),
+            sku: "*".into(),
+            category: Compute,
+        }])
+        .expect("compiles");
+        assert_eq!(
+            rules.category("gcp", "Cloud SQL", "DB custom CORE"),
+            Compute
+        );
+        assert_eq!(
+            rules.category("gcp", "Cloud Storage", "Standard Storage"),
+            Storage
+        );
+    }
+
+    #[test]
+    fn no_builtin_rule_is_shadowed_by_an_earlier_one() {
+        // The shortest text each rule matches (`*` empty) must get the rule's own category.
+        let example = |pattern: &str| pattern.replace('*', "").replace('?', "x");
+        for (i, &(provider, service, sku, category)) in BUILTIN.iter().enumerate() {
+            let got = builtin(&example(provider), &example(service), &example(sku));
+            assert_eq!(got, category, "rule {i}: {provider} / {service} / {sku}");
+        }
+    }
+
+    #[test]
+    fn the_documented_table_is_the_builtin_table() {
+        let doc = include_str!("../../docs/billing-exporters.md");
+        let documented: Vec<String> = doc
+            .lines()
+            .filter(|l| l.starts_with("| ") && l.as_bytes().get(2).is_some_and(u8::is_ascii_digit))
+            .map(|l| {
+                l.split('|')
+                    .skip(2)
+                    .map(|c| c.trim().trim_matches('`'))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect();
+        let builtin: Vec<String> = BUILTIN
+            .iter()
+            .map(|&(provider, service, sku, category)| {
+                let category = format!("{category:?}").to_lowercase();
+                format!("{provider}|{service}|{sku}|{category}|")
+            })
+            .collect();
+        assert_eq!(documented, builtin);
     }
 }

@@ -1,1 +1,798 @@
-//! Placeholder: being written.
+//! The GCP Cloud Billing export (standard or detailed usage cost table) -> [`CostEvent`]s.
+//!
+//! Input is the BigQuery table as rows, in either of two shapes:
+//!
+//! - [`GcpFormat::JsonLines`]: `EXPORT DATA ... format=JSON` or `bq extract
+//!   --destination_format NEWLINE_DELIMITED_JSON`. Records nest as in the table (`service:
+//!   {id, description}`, `labels: [{key, value}]`, `credits: [{amount, type, ...}]` ...); `cost` is
+//!   a JSON number (a string is accepted too); unknown fields are ignored, absent or `null` optional
+//!   fields are empty.
+//! - [`GcpFormat::Csv`]: a flattened query result. Headers name the leaf columns with dots
+//!   (`service.description`) or underscores (`service_description`); `labels`, `system_labels` and
+//!   `credits` hold the JSON text of the arrays. Column order is free and optional columns may be
+//!   missing; an empty cell is a missing value.
+//!
+//! Mapping of one row (see `docs/billing-exporters.md`):
+//!
+//! | CostEvent | from |
+//! |---|---|
+//! | `provider` | `gcp` |
+//! | `source` | `//cloud.google.com/billing/<billing_account_id>` |
+//! | `billing_account_id` | `billing_account_id` |
+//! | `sub_account_id` | `project.id` |
+//! | `cluster_id` | label `goog-k8s-cluster-name` through [`ExportOptions::cluster_id`] |
+//! | `namespace` | label `k8s-namespace` (GKE cost allocation) |
+//! | `charge_period_start/end` | `usage_start_time` / `usage_end_time` |
+//! | `billed_cost_micros` | `cost` |
+//! | `effective_cost_micros` | `cost` + the sum of `credits[].amount` (credits are negative) |
+//! | `billing_currency` | `currency`, upper-cased, three letters |
+//! | `category` | [`CategoryRules::category`]`("gcp", service.description, sku.description)` |
+//! | `cost_status` | `final` |
+//! | `service_name` / `sku_id` / `resource_id` | `service.description` / `sku.id` / `resource.name` |
+//! | `labels` | `labels` (key -> value) |
+//! | `time` | [`ExportOptions::exported_at`] |
+//! | `revision` | [`ExportOptions::revision`], else `export_time` (epoch millis), else `exported_at` |
+//!
+//! Amounts are exact: a float is written as its shortest decimal and converted with decimal
+//! arithmetic, a CSV cell is converted from its text.
+//!
+//! The id hashes the columns that identify a line, never amounts or `export_time`: billing account,
+//! project, service id, SKU id, usage start and end (epoch millis), `cost_type` (absent =
+//! `regular`), region (else location), `resource.name`, `resource.global_name` and the sorted
+//! labels. A line exported again with a later `export_time` therefore has the same id and a higher
+//! revision, and replaces the earlier one (in [`crate::billing::consolidate`] and in the tracker).
+//!
+//! [`CategoryRules::category`]: crate::billing::CategoryRules::category
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+use super::table::{csv_records, Columns, CsvRecords, JsonLines};
+use super::values::{currency, decimal_micros, float_micros, parse_time};
+use super::{line_id, ExportOptions, RowError};
+use crate::standard::{CostEvent, CostStatus, EpochMillis, Micros, COST_EVENT_TYPE, SPEC_VERSION};
+
+/// GKE cost allocation label carrying the cluster name.
+pub const CLUSTER_LABEL: &str = "goog-k8s-cluster-name";
+/// GKE cost allocation label carrying the namespace.
+pub const NAMESPACE_LABEL: &str = "k8s-namespace";
+
+/// The shape of a billing export file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GcpFormat {
+    /// One JSON object per line (BigQuery `NEWLINE_DELIMITED_JSON`).
+    JsonLines,
+    /// A flattened query result with a header row.
+    Csv,
+}
+
+impl GcpFormat {
+    /// The format a file name suggests: `.json`, `.jsonl`, `.ndjson` -> JSON lines, `.csv` -> CSV
+    /// (case-insensitive); `None` otherwise.
+    pub fn from_path(path: &Path) -> Option<Self> {
+        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+        match extension.as_str() {
+            "json" | "jsonl" | "ndjson" => Some(Self::JsonLines),
+            "csv" => Some(Self::Csv),
+            _ => None,
+        }
+    }
+}
+
+/// Reads a billing export row by row: one CostEvent or one [`RowError`] (with its 1-based line)
+/// per row, streaming, so a bad row never stops the rows after it.
+pub fn read_gcp<'a, R: Read + 'a>(
+    input: R,
+    format: GcpFormat,
+    options: &'a ExportOptions,
+) -> impl Iterator<Item = Result<CostEvent, RowError>> + 'a {
+    let rows: Box<dyn Iterator<Item = Result<(u64, GcpRow), RowError>> + 'a> = match format {
+        GcpFormat::JsonLines => Box::new(JsonRows {
+            lines: JsonLines::new(input),
+        }),
+        GcpFormat::Csv => csv_rows(input),
+    };
+    rows.map(move |row| {
+        let (line, row) = row?;
+        to_event(row, options).map_err(|message| RowError { line, message })
+    })
+}
+
+/// One row of the export, as far as the mapping needs it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct GcpRow {
+    billing_account_id: Option<String>,
+    #[serde(deserialize_with = "nullable")]
+    service: IdDescription,
+    #[serde(deserialize_with = "nullable")]
+    sku: IdDescription,
+    #[serde(deserialize_with = "nullable")]
+    project: Project,
+    #[serde(deserialize_with = "nullable")]
+    labels: Vec<Label>,
+    #[serde(deserialize_with = "nullable")]
+    location: Location,
+    #[serde(deserialize_with = "nullable")]
+    resource: Resource,
+    #[serde(deserialize_with = "nullable")]
+    credits: Vec<Credit>,
+    cost: Option<Amount>,
+    currency: Option<String>,
+    usage_start_time: Option<String>,
+    usage_end_time: Option<String>,
+    export_time: Option<String>,
+    cost_type: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct IdDescription {
+    id: Option<String>,
+    description: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Project {
+    id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Label {
+    key: Option<String>,
+    value: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Location {
+    location: Option<String>,
+    region: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Resource {
+    name: Option<String>,
+    global_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Credit {
+    amount: Option<Amount>,
+}
+
+/// `null` as the type's default (BigQuery writes `null` for empty records and arrays).
+fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
+}
+
+/// An amount as the input wrote it: a JSON number (a float) or decimal text.
+#[derive(Debug, Clone, PartialEq)]
+enum Amount {
+    Float(f64),
+    Text(String),
+}
+
+impl Amount {
+    fn micros(&self) -> Result<Micros, String> {
+        match self {
+            Amount::Float(value) => float_micros(*value),
+            Amount::Text(text) => decimal_micros(text),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(AmountVisitor)
+    }
+}
+
+struct AmountVisitor;
+
+impl Visitor<'_> for AmountVisitor {
+    type Value = Amount;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a number or a decimal string")
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Amount, E> {
+        Ok(Amount::Float(value))
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Amount, E> {
+        Ok(Amount::Text(value.to_string()))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Amount, E> {
+        Ok(Amount::Text(value.to_string()))
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Amount, E> {
+        Ok(Amount::Text(value.to_owned()))
+    }
+}
+
+/// JSON lines -> rows.
+struct JsonRows<R> {
+    lines: JsonLines<R>,
+}
+
+impl<R: Read> Iterator for JsonRows<R> {
+    type Item = Result<(u64, GcpRow), RowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (line, bytes) = match self.lines.next_line()? {
+            Ok(line) => line,
+            Err(e) => return Some(Err(e)),
+        };
+        let row = serde_json::from_slice::<GcpRow>(bytes).map_err(|e| RowError {
+            line,
+            message: format!("not a valid billing export JSON row: {e}"),
+        });
+        Some(row.map(|row| (line, row)))
+    }
+}
+
+/// CSV -> rows; a header that cannot be read is one error.
+fn csv_rows<'a, R: Read + 'a>(
+    input: R,
+) -> Box<dyn Iterator<Item = Result<(u64, GcpRow), RowError>> + 'a> {
+    match csv_records(input) {
+        Err(e) => Box::new(std::iter::once(Err(e))),
+        Ok((headers, records)) => Box::new(CsvRows {
+            columns: Columns::new(&headers, csv_column),
+            records,
+        }),
+    }
+}
+
+/// `Service.Description` and `service_description` both name `service.description`.
+fn csv_column(name: &str) -> String {
+    name.trim().to_ascii_lowercase().replace('.', "_")
+}
+
+struct CsvRows<R> {
+    columns: Columns,
+    records: CsvRecords<R>,
+}
+
+impl<R: Read> Iterator for CsvRows<R> {
+    type Item = Result<(u64, GcpRow), RowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (line, record) = match self.records.next()? {
+            Ok(row) => row,
+            Err(e) => return Some(Err(e)),
+        };
+        let row = csv_row(&self.columns, &record).map_err(|message| RowError { line, message });
+        Some(row.map(|row| (line, row)))
+    }
+}
+
+fn csv_row(columns: &Columns, record: &csv::StringRecord) -> Result<GcpRow, String> {
+    let cell = |name: &str| columns.get(record, name).map(str::to_owned);
+    Ok(GcpRow {
+        billing_account_id: cell("billing_account_id"),
+        service: IdDescription {
+            id: cell("service.id"),
+            description: cell("service.description"),
+        },
+        sku: IdDescription {
+            id: cell("sku.id"),
+            description: cell("sku.description"),
+        },
+        project: Project {
+            id: cell("project.id"),
+        },
+        labels: json_cell(columns, record, "labels")?,
+        location: Location {
+            location: cell("location.location"),
+            region: cell("location.region"),
+        },
+        resource: Resource {
+            name: cell("resource.name"),
+            global_name: cell("resource.global_name"),
+        },
+        credits: json_cell(columns, record, "credits")?,
+        cost: cell("cost").map(Amount::Text),
+        currency: cell("currency"),
+        usage_start_time: cell("usage_start_time"),
+        usage_end_time: cell("usage_end_time"),
+        export_time: cell("export_time"),
+        cost_type: cell("cost_type"),
+    })
+}
+
+/// A cell holding the JSON text of an array; empty or `null` is an empty array.
+fn json_cell<T: for<'de> Deserialize<'de>>(
+    columns: &Columns,
+    record: &csv::StringRecord,
+    name: &str,
+) -> Result<Vec<T>, String> {
+    match columns.get(record, name) {
+        None | Some("null") => Ok(Vec::new()),
+        Some(text) => serde_json::from_str::<Vec<T>>(text)
+            .map_err(|e| format!("{name}: {text:?} is not a JSON array of {name}: {e}")),
+    }
+}
+
+/// Maps one row; the error names the column and the bad value.
+fn to_event(row: GcpRow, options: &ExportOptions) -> Result<CostEvent, String> {
+    let account = required(&row.billing_account_id, "billing_account_id")?;
+    let service = required(&row.service.description, "service.description")?;
+    let sku = required(&row.sku.description, "sku.description")?;
+    let (start, end) = charge_period(&row)?;
+    let billed = amount(&row.cost, "cost")?;
+    let effective = effective_cost(billed, &row.credits)?;
+    let billing_currency = required(&row.currency, "currency")
+        .and_then(|c| currency(c).map_err(|e| format!("currency: {e}")))?;
+    let labels = labels(&row.labels);
+    let cluster_id = labels
+        .get(CLUSTER_LABEL)
+        .map(|name| options.cluster_id(name));
+    let namespace = labels.get(NAMESPACE_LABEL).cloned();
+    Ok(CostEvent {
+        specversion: SPEC_VERSION.into(),
+        id: identity(&row, account, start, end, &labels),
+        source: format!("//cloud.google.com/billing/{account}"),
+        event_type: COST_EVENT_TYPE.into(),
+        time: options.exported_at,
+        revision: revision(&row, options)?,
+        provider: "gcp".into(),
+        billing_account_id: account.to_owned(),
+        sub_account_id: non_empty(&row.project.id),
+        cluster_id,
+        namespace,
+        charge_period_start: start,
+        charge_period_end: end,
+        billed_cost_micros: billed,
+        effective_cost_micros: effective,
+        billing_currency,
+        category: options.categories.category("gcp", service, sku),
+        cost_status: CostStatus::Final,
+        service_name: Some(service.to_owned()),
+        sku_id: non_empty(&row.sku.id),
+        resource_id: non_empty(&row.resource.name),
+        labels,
+    })
+}
+
+fn required<'r>(value: &'r Option<String>, column: &str) -> Result<&'r str, String> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("missing column {column}"))
+}
+
+fn non_empty(value: &Option<String>) -> Option<String> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+fn time(value: &Option<String>, column: &str) -> Result<EpochMillis, String> {
+    let text = required(value, column)?;
+    parse_time(text).map_err(|e| format!("{column}: {e}"))
+}
+
+fn charge_period(row: &GcpRow) -> Result<(EpochMillis, EpochMillis), String> {
+    let start = time(&row.usage_start_time, "usage_start_time")?;
+    let end = time(&row.usage_end_time, "usage_end_time")?;
+    if end <= start {
+        return Err(format!(
+            "usage_end_time {:?} is not after usage_start_time {:?}",
+            row.usage_end_time.as_deref().unwrap_or_default(),
+            row.usage_start_time.as_deref().unwrap_or_default(),
+        ));
+    }
+    Ok((start, end))
+}
+
+fn amount(value: &Option<Amount>, column: &str) -> Result<Micros, String> {
+    let value = value
+        .as_ref()
+        .ok_or_else(|| format!("missing column {column}"))?;
+    value.micros().map_err(|e| format!("{column}: {e}"))
+}
+
+/// `cost` plus every credit amount (credits are negative).
+fn effective_cost(billed: Micros, credits: &[Credit]) -> Result<Micros, String> {
+    credits.iter().try_fold(billed, |sum, credit| {
+        let micros = match &credit.amount {
+            None => 0,
+            Some(amount) => amount
+                .micros()
+                .map_err(|e| format!("credits.amount: {e}"))?,
+        };
+        sum.checked_add(micros)
+            .ok_or_else(|| "credits: the sum is out of range".to_owned())
+    })
+}
+
+fn labels(labels: &[Label]) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .filter_map(|l| Some((l.key.clone()?, l.value.clone().unwrap_or_default())))
+        .collect()
+}
+
+fn revision(row: &GcpRow, options: &ExportOptions) -> Result<i64, String> {
+    if let Some(revision) = options.revision {
+        return Ok(revision);
+    }
+    match non_empty(&row.export_time) {
+        Some(text) => parse_time(&text).map_err(|e| format!("export_time: {e}")),
+        None => Ok(options.exported_at),
+    }
+}
+
+/// The line id: identifying columns only, never amounts or `export_time`.
+fn identity(
+    row: &GcpRow,
+    account: &str,
+    start: EpochMillis,
+    end: EpochMillis,
+    labels: &BTreeMap<String, String>,
+) -> String {
+    let text = |v: &Option<String>| v.as_deref().map(str::trim).unwrap_or_default().to_owned();
+    let cost_type = non_empty(&row.cost_type).unwrap_or_else(|| "regular".into());
+    let region = non_empty(&row.location.region).unwrap_or_else(|| text(&row.location.location));
+    let mut parts = vec![
+        account.to_owned(),
+        text(&row.project.id),
+        text(&row.service.id),
+        text(&row.sku.id),
+        start.to_string(),
+        end.to_string(),
+        cost_type.to_ascii_lowercase(),
+        region,
+        text(&row.resource.name),
+        text(&row.resource.global_name),
+    ];
+    parts.extend(labels.iter().map(|(k, v)| format!("{k}={v}")));
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    line_id("gcp", &parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::billing::consolidate;
+    use crate::standard::CostCategory;
+
+    const ACCOUNT: &str = "01A2B3-C4D5E6-F7A8B9";
+    const EXPORTED_AT: EpochMillis = 1_795_200_000_000;
+    /// 2026-11-20T10:00:00Z
+    const TEN: EpochMillis = 1_795_168_800_000;
+    const HOUR: EpochMillis = 3_600_000;
+
+    fn options() -> ExportOptions {
+        ExportOptions {
+            exported_at: EXPORTED_AT,
+            cluster_ids: [("gke-prod-1".to_owned(), "prod-1-uid".to_owned())].into(),
+            ..ExportOptions::default()
+        }
+    }
+
+    /// A detailed-table row of a GKE node's cores, as `bq extract` writes it.
+    fn gke_core_row(cost: &str, export_time: &str) -> String {
+        format!(
+            r#"{{"billing_account_id":"{ACCOUNT}","service":{{"id":"6F81-5844-456A","description":"Compute Engine"}},"sku":{{"id":"BB77-5FDA-5A3F","description":"N2 Instance Core running in Frankfurt"}},"usage_start_time":"2026-11-20 10:00:00 UTC","usage_end_time":"2026-11-20 11:00:00 UTC","project":{{"id":"ferris-prod","number":"123456789012","name":"ferris-prod","labels":[],"ancestry_numbers":"/123456/"}},"labels":[{{"key":"goog-k8s-cluster-name","value":"gke-prod-1"}},{{"key":"goog-k8s-cluster-location","value":"europe-west3"}},{{"key":"k8s-namespace","value":"team-a"}},{{"key":"k8s-label/app","value":"jupyterhub"}}],"system_labels":[{{"key":"compute.googleapis.com/machine_spec","value":"n2-standard-8"}}],"location":{{"location":"europe-west3","country":"DE","region":"europe-west3","zone":"europe-west3-a"}},"resource":{{"name":"gke-prod-1-pool-1-9f2c","global_name":"//compute.googleapis.com/projects/ferris-prod/zones/europe-west3-a/instances/4711"}},"export_time":"{export_time}","cost":{cost},"cost_at_list":0.3,"currency":"EUR","currency_conversion_rate":0.92,"usage":{{"amount":28800.0,"unit":"seconds","amount_in_pricing_units":8.0,"pricing_unit":"hour"}},"credits":[{{"name":"Sustained Usage Discount","amount":-0.051742,"full_name":null,"id":"","type":"SUSTAINED_USAGE_DISCOUNT"}},{{"name":"Free Trial","amount":-0.1,"type":"FREE_TIER"}}],"invoice":{{"month":"202611"}},"cost_type":"regular","adjustment_info":null,"tags":[],"price":{{"effective_price":0.0323,"tier_start_amount":0,"unit":"hour"}}}}"#
+        )
+    }
+
+    fn read(
+        text: &str,
+        format: GcpFormat,
+        options: &ExportOptions,
+    ) -> Vec<Result<CostEvent, RowError>> {
+        read_gcp(text.as_bytes(), format, options).collect()
+    }
+
+    fn only(text: &str, format: GcpFormat) -> CostEvent {
+        let mut events = read(text, format, &options());
+        assert_eq!(events.len(), 1);
+        events.remove(0).expect("the row maps")
+    }
+
+    #[test]
+    fn a_json_row_maps_every_field() {
+        let event = only(
+            &gke_core_row("0.258712", "2026-11-20 14:03:12.345678 UTC"),
+            GcpFormat::JsonLines,
+        );
+        assert_eq!(event.specversion, SPEC_VERSION);
+        assert_eq!(event.event_type, COST_EVENT_TYPE);
+        assert_eq!(
+            event.source,
+            format!("//cloud.google.com/billing/{ACCOUNT}")
+        );
+        assert!(event.id.starts_with("gcp-"));
+        assert_eq!(event.provider, "gcp");
+        assert_eq!(event.billing_account_id, ACCOUNT);
+        assert_eq!(event.sub_account_id.as_deref(), Some("ferris-prod"));
+        assert_eq!(event.cluster_id.as_deref(), Some("prod-1-uid"));
+        assert_eq!(event.namespace.as_deref(), Some("team-a"));
+        assert_eq!(
+            (event.charge_period_start, event.charge_period_end),
+            (TEN, TEN + HOUR)
+        );
+        assert_eq!(event.billed_cost_micros, 258_712);
+        assert_eq!(event.effective_cost_micros, 258_712 - 51_742 - 100_000);
+        assert_eq!(event.billing_currency, "EUR");
+        assert_eq!(event.category, CostCategory::Compute);
+        assert_eq!(event.cost_status, CostStatus::Final);
+        assert_eq!(event.service_name.as_deref(), Some("Compute Engine"));
+        assert_eq!(event.sku_id.as_deref(), Some("BB77-5FDA-5A3F"));
+        assert_eq!(event.resource_id.as_deref(), Some("gke-prod-1-pool-1-9f2c"));
+        assert_eq!(event.labels.len(), 4);
+        assert_eq!(event.labels["k8s-label/app"], "jupyterhub");
+        assert_eq!(event.time, EXPORTED_AT);
+        assert_eq!(
+            event.revision,
+            parse_time("2026-11-20T14:03:12.345Z").expect("time")
+        );
+    }
+
+    #[test]
+    fn a_standard_table_row_with_nulls_and_rfc3339_times() {
+        let row = r#"{"billing_account_id":"01A2B3-C4D5E6-F7A8B9","service":{"id":"95FF-2EF5-5EA1","description":"Cloud Storage"},"sku":{"id":"E5F0-6A5D-7BAD","description":"Standard Storage Frankfurt"},"usage_start_time":"2026-11-20T10:00:00Z","usage_end_time":"2026-11-20T11:00:00.000Z","project":null,"labels":null,"location":{"location":"europe-west3","region":null},"cost":1.2e-05,"currency":"eur","credits":null,"cost_type":null}"#;
+        let event = only(row, GcpFormat::JsonLines);
+        assert_eq!(event.sub_account_id, None);
+        assert_eq!((event.cluster_id, event.namespace), (None, None));
+        assert_eq!(event.billed_cost_micros, 12);
+        assert_eq!(event.effective_cost_micros, 12);
+        assert_eq!(event.billing_currency, "EUR");
+        assert_eq!(event.category, CostCategory::Storage);
+        assert_eq!(
+            (event.resource_id, event.sku_id.as_deref()),
+            (None, Some("E5F0-6A5D-7BAD"))
+        );
+        assert_eq!(event.revision, EXPORTED_AT, "no export_time: exported_at");
+    }
+
+    const CSV_HEADER: &str = "cost,currency,billing_account_id,service.id,service.description,sku.id,sku.description,project.id,location.region,resource.name,resource.global_name,usage_start_time,usage_end_time,cost_type,labels,credits,export_time";
+
+    fn csv_core_row(cost: &str, export_time: &str) -> String {
+        let labels = r#"[{""key"":""goog-k8s-cluster-name"",""value"":""gke-prod-1""},{""key"":""goog-k8s-cluster-location"",""value"":""europe-west3""},{""key"":""k8s-namespace"",""value"":""team-a""},{""key"":""k8s-label/app"",""value"":""jupyterhub""}]"#;
+        let credits = r#"[{""name"":""Sustained Usage Discount"",""amount"":-0.051742,""type"":""SUSTAINED_USAGE_DISCOUNT""},{""name"":""Free Trial"",""amount"":-0.1,""type"":""FREE_TIER""}]"#;
+        format!("{cost},EUR,{ACCOUNT},6F81-5844-456A,Compute Engine,BB77-5FDA-5A3F,N2 Instance Core running in Frankfurt,ferris-prod,europe-west3,gke-prod-1-pool-1-9f2c,//compute.googleapis.com/projects/ferris-prod/zones/europe-west3-a/instances/4711,2026-11-20 10:00:00 UTC,2026-11-20 11:00:00 UTC,regular,\"{labels}\",\"{credits}\",{export_time}")
+    }
+
+    #[test]
+    fn a_csv_row_maps_like_the_same_json_row() {
+        let csv = format!(
+            "{CSV_HEADER}\n{}\n",
+            csv_core_row("0.258712", "2026-11-20T14:03:12.345678Z")
+        );
+        let from_csv = only(&csv, GcpFormat::Csv);
+        let from_json = only(
+            &gke_core_row("0.258712", "2026-11-20 14:03:12.345678 UTC"),
+            GcpFormat::JsonLines,
+        );
+        assert_eq!(from_csv, from_json);
+    }
+
+    #[test]
+    fn csv_with_few_columns_in_any_order_and_underscored_names() {
+        let csv = "currency,cost,usage_end_time,usage_start_time,sku_description,service_description,billing_account_id\n\
+                   USD,4.35,2026-11-20 11:00:00 UTC,2026-11-20 10:00:00 UTC,Network Inter Zone Egress,Compute Engine,0X0X0X-0X0X0X-0X0X0X\n";
+        let event = only(csv, GcpFormat::Csv);
+        assert_eq!(event.billed_cost_micros, 4_350_000);
+        assert_eq!(event.category, CostCategory::Network);
+        assert_eq!(event.labels, BTreeMap::new());
+        assert_eq!((event.sub_account_id, event.sku_id), (None, None));
+    }
+
+    #[test]
+    fn a_corrected_line_replaces_the_earlier_one() {
+        let first = gke_core_row("0.258712", "2026-11-20 14:03:12 UTC");
+        let corrected = gke_core_row("0.312", "2026-11-21 02:00:00 UTC");
+        let events: Vec<CostEvent> = read(
+            &format!("{corrected}\n{first}\n"),
+            GcpFormat::JsonLines,
+            &options(),
+        )
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("rows map");
+        assert_eq!(
+            events[0].id, events[1].id,
+            "amounts and export_time are not identity"
+        );
+        assert!(events[0].revision > events[1].revision);
+        let lines = consolidate(events);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].billed_cost_micros, 312_000);
+        assert_eq!(lines[0].effective_cost_micros, 312_000 - 151_742);
+    }
+
+    #[test]
+    fn re_exporting_gives_the_same_ids_and_other_lines_other_ids() {
+        let row = gke_core_row("0.258712", "2026-11-20 14:03:12 UTC");
+        let again = only(&row, GcpFormat::JsonLines);
+        assert_eq!(only(&row, GcpFormat::JsonLines), again);
+        let other_hour = row.replace("11:00:00 UTC", "12:00:00 UTC");
+        assert_ne!(only(&other_hour, GcpFormat::JsonLines).id, again.id);
+        let other_namespace = row.replace(r#""value":"team-a""#, r#""value":"team-b""#);
+        assert_ne!(only(&other_namespace, GcpFormat::JsonLines).id, again.id);
+        let other_cost_type =
+            row.replace(r#""cost_type":"regular""#, r#""cost_type":"adjustment""#);
+        assert_ne!(only(&other_cost_type, GcpFormat::JsonLines).id, again.id);
+    }
+
+    #[test]
+    fn a_malformed_row_is_reported_with_its_line_and_the_rest_parses() {
+        let good = gke_core_row("0.258712", "2026-11-20 14:03:12 UTC");
+        let text = format!("{good}\n\n{{\"billing_account_id\": \"x\", \n{good}\n");
+        let events = read(&text, GcpFormat::JsonLines, &options());
+        assert_eq!(events.len(), 3);
+        assert!(events[0].is_ok() && events[2].is_ok());
+        let error = events[1].as_ref().expect_err("broken JSON");
+        assert_eq!(error.line, 3);
+        assert!(
+            error
+                .message
+                .contains("not a valid billing export JSON row"),
+            "{error}"
+        );
+
+        let csv = format!(
+            "{CSV_HEADER}\n{}\n0.1,EUR\n{}\n",
+            csv_core_row("0.1", ""),
+            csv_core_row("0.2", "")
+        );
+        let events = read(&csv, GcpFormat::Csv, &options());
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[1].as_ref().map_err(|e| e.line), Err(3));
+        assert_eq!(
+            events[2].as_ref().map(|e| e.billed_cost_micros),
+            Ok(200_000)
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_column() {
+        let base = csv_core_row("0.1", "2026-11-20 14:00:00 UTC");
+        let cases = [
+            (base.replacen("0.1,", "NaN,", 1), "cost"),
+            (base.replacen("0.1,", "inf,", 1), "cost"),
+            (base.replacen("0.1,", ",", 1), "missing column cost"),
+            (base.replacen(",EUR,", ",EURO,", 1), "currency"),
+            (base.replacen(",EUR,", ",,", 1), "missing column currency"),
+            (
+                base.replacen(ACCOUNT, "", 1),
+                "missing column billing_account_id",
+            ),
+            (
+                base.replacen("Compute Engine", "", 1),
+                "missing column service.description",
+            ),
+            (
+                base.replacen("N2 Instance Core running in Frankfurt", "", 1),
+                "missing column sku.description",
+            ),
+            (
+                base.replacen("2026-11-20 10:00:00 UTC", "yesterday", 1),
+                "usage_start_time",
+            ),
+            (
+                base.replacen("2026-11-20 11:00:00 UTC", "2026-11-20 10:00:00 UTC", 1),
+                "usage_end_time",
+            ),
+            (
+                base.replacen("2026-11-20 14:00:00 UTC", "soon", 1),
+                "export_time",
+            ),
+            (base.replacen("\"[{\"\"key", "\"{\"\"key", 1), "labels"),
+        ];
+        for (row, column) in cases {
+            let events = read(
+                &format!("{CSV_HEADER}\n{row}\n"),
+                GcpFormat::Csv,
+                &options(),
+            );
+            let error = events[0].as_ref().expect_err(column);
+            assert_eq!(error.line, 2);
+            assert!(error.message.contains(column), "{column}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_non_finite_json_cost_is_an_error() {
+        let row = gke_core_row("\"NaN\"", "2026-11-20 14:03:12 UTC");
+        let error = read(&row, GcpFormat::JsonLines, &options())
+            .remove(0)
+            .expect_err("NaN");
+        assert!(error.message.starts_with("cost:"), "{error}");
+    }
+
+    #[test]
+    fn float_costs_convert_to_exact_micros() {
+        // (1.005 * 1e6) as i64 == 1_004_999: truncation would lose a micro.
+        for (cost, credit, billed, effective) in [
+            ("1.005", "-0.000001", 1_005_000, 1_004_999),
+            ("0.30000000000000004", "-0.1", 300_000, 200_000),
+            ("2.675", "-2.675", 2_675_000, 0),
+            (
+                "1234567.891234",
+                "-0.0000005",
+                1_234_567_891_234,
+                1_234_567_891_233,
+            ),
+        ] {
+            let row = format!(
+                r#"{{"billing_account_id":"A","service":{{"description":"Compute Engine"}},"sku":{{"description":"E2 Instance Ram running in Belgium"}},"usage_start_time":"2026-11-20 10:00:00 UTC","usage_end_time":"2026-11-20 11:00:00 UTC","cost":{cost},"currency":"EUR","credits":[{{"amount":{credit},"type":"PROMOTION"}}]}}"#
+            );
+            let event = only(&row, GcpFormat::JsonLines);
+            assert_eq!(event.billed_cost_micros, billed, "{cost}");
+            assert_eq!(event.effective_cost_micros, effective, "{cost} {credit}");
+            assert_eq!(event.category, CostCategory::Memory);
+        }
+    }
+
+    #[test]
+    fn the_configured_revision_wins() {
+        let options = ExportOptions {
+            revision: Some(7),
+            ..options()
+        };
+        let events = read(
+            &gke_core_row("1", "2026-11-20 14:03:12 UTC"),
+            GcpFormat::JsonLines,
+            &options,
+        );
+        assert_eq!(events[0].as_ref().map(|e| e.revision), Ok(7));
+    }
+
+    #[test]
+    fn format_from_the_file_name() {
+        assert_eq!(
+            GcpFormat::from_path(Path::new("bill.jsonl")),
+            Some(GcpFormat::JsonLines)
+        );
+        assert_eq!(
+            GcpFormat::from_path(Path::new("bill.JSON")),
+            Some(GcpFormat::JsonLines)
+        );
+        assert_eq!(
+            GcpFormat::from_path(Path::new("bill.ndjson")),
+            Some(GcpFormat::JsonLines)
+        );
+        assert_eq!(
+            GcpFormat::from_path(Path::new("a/bill.csv")),
+            Some(GcpFormat::Csv)
+        );
+        assert_eq!(GcpFormat::from_path(Path::new("bill.parquet")), None);
+        assert_eq!(GcpFormat::from_path(Path::new("bill")), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_input_never_panics(text in "(\\PC|\n){0,300}") {
+            let options = options();
+            let json = format!("{}\n{text}", gke_core_row("1", ""));
+            proptest::prop_assert!(read(&json, GcpFormat::JsonLines, &options)[0].is_ok());
+            let csv = format!("{CSV_HEADER}\n{text}");
+            let _ = read(&csv, GcpFormat::Csv, &options);
+            let _ = read(&text, GcpFormat::Csv, &options);
+        }
+    }
+}

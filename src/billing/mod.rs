@@ -10,11 +10,16 @@
 //! - [`focus`]: FOCUS 1.x CSV (Azure Cost Management, GCP's FOCUS view).
 //! - [`rate_card`]: on-prem prices applied to the capacity the tracker saw.
 //! - [`categories`]: which usage a provider's service or SKU is apportioned by.
+//! - [`values`]: exact decimal amounts to micro-units, timestamps, currency codes.
+//!
+//! `docs/billing-exporters.md` describes the column mappings, ids and revisions.
 
 pub mod categories;
 pub mod focus;
 pub mod gcp;
 pub mod rate_card;
+mod table;
+pub mod values;
 
 use std::collections::BTreeMap;
 use std::fmt;
