@@ -148,7 +148,10 @@ async fn prepare(name: &str) -> Run {
     ))
     .unwrap();
     for (section, table) in stack {
-        assert!(config.insert(section, table).is_none(), "scenario configs leave connections to the environment");
+        assert!(
+            config.insert(section, table).is_none(),
+            "scenario configs leave connections to the environment"
+        );
     }
     let config_path = dir.path().join("usage-tracker.toml");
     std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
@@ -409,7 +412,7 @@ struct GcpLine {
     effective: i64,
 }
 
-/// GCP export rows (JSON lines or CSV), the latest export of each line only.
+/// GCP export rows (JSON lines or CSV).
 fn gcp_lines(path: &Path) -> Vec<GcpLine> {
     let text = std::fs::read_to_string(path).unwrap();
     let rows: Vec<Value> = if path.extension().unwrap() == "csv" {
@@ -438,22 +441,9 @@ fn gcp_lines(path: &Path) -> Vec<GcpLine> {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     };
-    let mut latest: BTreeMap<(String, String, String), (String, Value)> = BTreeMap::new();
-    for row in rows {
-        let labels = row["labels"].to_string();
-        let key = (
-            row["sku"]["id"].as_str().unwrap().to_owned(),
-            row["usage_start_time"].as_str().unwrap().to_owned(),
-            labels,
-        );
-        let export = row["export_time"].as_str().unwrap().to_owned();
-        if latest.get(&key).is_none_or(|(t, _)| *t < export) {
-            latest.insert(key, (export, row));
-        }
-    }
-    latest
-        .into_values()
-        .map(|(_, row)| {
+    // Every row counts: the export appends (late usage is a further row of the same line).
+    rows.into_iter()
+        .map(|row| {
             let label = |k: &str| {
                 row["labels"]
                     .as_array()

@@ -31,7 +31,7 @@
 //! | `service_name` / `sku_id` / `resource_id` | `service.description` / `sku.id` / `resource.name` |
 //! | `labels` | `labels` (key -> value) |
 //! | `time` | [`ExportOptions::exported_at`] |
-//! | `revision` | [`ExportOptions::revision`], else `export_time` (epoch millis), else `exported_at` |
+//! | `revision` | [`ExportOptions::revision`], else `exported_at`: one revision per export |
 //!
 //! Amounts are exact: a float is written as its shortest decimal and converted with decimal
 //! arithmetic, a CSV cell is converted from its text.
@@ -39,8 +39,11 @@
 //! The id hashes the columns that identify a line, never amounts or `export_time`: billing account,
 //! project, service id, SKU id, usage start and end (epoch millis), `cost_type` (absent =
 //! `regular`), region (else location), `resource.name`, `resource.global_name` and the sorted
-//! labels. A line exported again with a later `export_time` therefore has the same id and a higher
-//! revision, and replaces the earlier one (in [`crate::billing::consolidate`] and in the tracker).
+//! labels. The export appends: late usage of an hour arrives as further rows of the same line
+//! with a later `export_time`, and they add up ([`crate::billing::consolidate`] sums the rows of a
+//! line within one export). Export a whole period each time (a full query, not an increment): the
+//! next export of the period has the same ids and a higher revision and replaces the previous one
+//! in the tracker, so a re-priced line is corrected and an unchanged one is counted once.
 //!
 //! [`CategoryRules::category`]: crate::billing::CategoryRules::category
 
@@ -433,14 +436,14 @@ fn labels(labels: &[Label]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The export's revision, the same for every row: the Cloud Billing export appends, so rows of a
+/// line with different `export_time`s (late usage, re-priced hours) add up rather than replace one
+/// another. `export_time` is still checked, so a malformed one is reported.
 fn revision(row: &GcpRow, options: &ExportOptions) -> Result<i64, String> {
-    if let Some(revision) = options.revision {
-        return Ok(revision);
+    if let Some(text) = non_empty(&row.export_time) {
+        parse_time(&text).map_err(|e| format!("export_time: {e}"))?;
     }
-    match non_empty(&row.export_time) {
-        Some(text) => parse_time(&text).map_err(|e| format!("export_time: {e}")),
-        None => Ok(options.exported_at),
-    }
+    Ok(options.revision.unwrap_or(options.exported_at))
 }
 
 /// The line id: identifying columns only, never amounts or `export_time`.
@@ -545,10 +548,7 @@ mod tests {
         assert_eq!(event.labels.len(), 4);
         assert_eq!(event.labels["k8s-label/app"], "jupyterhub");
         assert_eq!(event.time, EXPORTED_AT);
-        assert_eq!(
-            event.revision,
-            parse_time("2026-11-20T14:03:12.345Z").expect("time")
-        );
+        assert_eq!(event.revision, EXPORTED_AT, "one revision per export");
     }
 
     #[test]
@@ -565,7 +565,7 @@ mod tests {
             (event.resource_id, event.sku_id.as_deref()),
             (None, Some("E5F0-6A5D-7BAD"))
         );
-        assert_eq!(event.revision, EXPORTED_AT, "no export_time: exported_at");
+        assert_eq!(event.revision, EXPORTED_AT);
     }
 
     const CSV_HEADER: &str = "cost,currency,billing_account_id,service.id,service.description,sku.id,sku.description,project.id,location.region,resource.name,resource.global_name,usage_start_time,usage_end_time,cost_type,labels,credits,export_time";
@@ -602,26 +602,30 @@ mod tests {
     }
 
     #[test]
-    fn a_corrected_line_replaces_the_earlier_one() {
+    fn late_rows_of_a_line_add_up_and_a_later_export_replaces_the_line() {
         let first = gke_core_row("0.258712", "2026-11-20 14:03:12 UTC");
-        let corrected = gke_core_row("0.312", "2026-11-21 02:00:00 UTC");
-        let events: Vec<CostEvent> = read(
-            &format!("{corrected}\n{first}\n"),
-            GcpFormat::JsonLines,
-            &options(),
-        )
-        .into_iter()
-        .collect::<Result<_, _>>()
-        .expect("rows map");
-        assert_eq!(
-            events[0].id, events[1].id,
-            "amounts and export_time are not identity"
+        let late = gke_core_row("0.012", "2026-11-21 02:00:00 UTC");
+        let export = |rows: &str, at: i64| -> Vec<CostEvent> {
+            let options = ExportOptions {
+                exported_at: at,
+                ..options()
+            };
+            let events: Vec<CostEvent> = read(rows, GcpFormat::JsonLines, &options)
+                .into_iter()
+                .collect::<Result<_, _>>()
+                .expect("rows map");
+            consolidate(events)
+        };
+        let lines = export(&format!("{late}\n{first}\n"), EXPORTED_AT);
+        assert_eq!(lines.len(), 1, "amounts and export_time are not identity");
+        assert_eq!(lines[0].billed_cost_micros, 258_712 + 12_000);
+        assert_eq!(lines[0].effective_cost_micros, 270_712 - 2 * 151_742);
+        let again = export(&format!("{first}\n"), EXPORTED_AT + 1);
+        assert_eq!(again[0].id, lines[0].id);
+        assert!(
+            again[0].revision > lines[0].revision,
+            "the later export wins"
         );
-        assert!(events[0].revision > events[1].revision);
-        let lines = consolidate(events);
-        assert_eq!(lines.len(), 1);
-        assert_eq!(lines[0].billed_cost_micros, 312_000);
-        assert_eq!(lines[0].effective_cost_micros, 312_000 - 151_742);
     }
 
     #[test]

@@ -32,7 +32,8 @@ pub enum ExportCostsCommand {
         /// Common options.
         #[command(flatten)]
         common: ExportArgs,
-        /// Input format; default: from the file extension (`.csv`, else JSON lines).
+        /// Input format; default: from the file extension (`.csv`; `.json`, `.jsonl`, `.ndjson` and
+        /// anything else: JSON lines).
         #[arg(long, value_enum)]
         format: Option<GcpFormatArg>,
         /// Export files.
@@ -106,8 +107,7 @@ impl ExportCostsCommand {
                     let format = match format {
                         Some(GcpFormatArg::Csv) => GcpFormat::Csv,
                         Some(GcpFormatArg::Jsonl) => GcpFormat::JsonLines,
-                        None if has_extension(path, "csv") => GcpFormat::Csv,
-                        None => GcpFormat::JsonLines,
+                        None => GcpFormat::from_path(path).unwrap_or(GcpFormat::JsonLines),
                     };
                     Box::new(read_gcp(input, format, &options))
                 })?;
@@ -143,6 +143,7 @@ impl ExportCostsCommand {
             for line in &lines {
                 println!("{}", serde_json::to_string(line)?);
             }
+            summary.notes.push("--dry-run: printed, not published".into());
         } else {
             publish(&settings, &lines).await?;
             summary.published = lines.len() as u64;
@@ -243,9 +244,10 @@ fn read_files<'o>(
                     bar.suspend(|| eprintln!("{}: {error}", path.display()));
                     if strict {
                         bar.finish_and_clear();
-                        summary
-                            .notes
-                            .push("--strict: stopped at the first malformed row, nothing published".into());
+                        summary.notes.push(
+                            "--strict: stopped at the first malformed row, nothing published"
+                                .into(),
+                        );
                         return Ok((None, summary));
                     }
                 }
@@ -275,9 +277,10 @@ async fn rate_card(
     let kafka = settings.kafka();
     let spinner = ProgressBar::new_spinner().with_message(format!("reading {topic}"));
     spinner.enable_steady_tick(Duration::from_millis(200));
-    let payloads = tokio::task::spawn_blocking(move || kafka.read_to_end(&topic, Duration::from_secs(1)))
-        .await?
-        .context("reading the usage topic")?;
+    let payloads =
+        tokio::task::spawn_blocking(move || kafka.read_to_end(&topic, Duration::from_secs(1)))
+            .await?
+            .context("reading the usage topic")?;
     spinner.finish_and_clear();
 
     let decoder = RecordDecoder::<UsageEvent>::new(settings.registry()?.sr_settings()?);
@@ -302,9 +305,6 @@ async fn rate_card(
             missing.resource, missing.group
         ));
     }
-    if !unpriced.is_empty() && options.revision.is_none() {
-        tracing::warn!(?unpriced, "capacity without a price");
-    }
     Ok((Some(lines), summary))
 }
 
@@ -317,11 +317,6 @@ async fn publish(settings: &Settings, lines: &[CostEvent]) -> anyhow::Result<()>
     publisher.publish(topic, keyed, || bar.inc(1)).await?;
     bar.finish_and_clear();
     Ok(())
-}
-
-fn has_extension(path: &Path, extension: &str) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case(extension))
 }
 
 fn epoch_ms(t: humantime::Timestamp) -> anyhow::Result<EpochMillis> {

@@ -2,6 +2,7 @@
 
 mod config;
 mod elastic;
+mod export_costs;
 mod generate;
 mod publish;
 mod report;
@@ -61,6 +62,9 @@ enum Command {
     Schemas(schemas::SchemasCommand),
     /// Read Elastic Agent / Metricbeat Kubernetes documents, publish them as UsageEvents.
     Elastic(elastic::ElasticArgs),
+    /// Publish bills (GCP billing export, FOCUS, an on-prem rate card) as CostEvents.
+    #[command(subcommand)]
+    ExportCosts(export_costs::ExportCostsCommand),
     /// Check the configuration (file and environment) or print the defaults.
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -88,6 +92,7 @@ impl Cli {
             Command::Generate(args) => args.run().await,
             Command::Schemas(command) => command.run().await,
             Command::Elastic(args) => args.run().await,
+            Command::ExportCosts(command) => command.run().await,
             Command::Config(command) => command.run().await,
         }
     }

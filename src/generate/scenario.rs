@@ -752,24 +752,25 @@ fn gcp_bill(clusters: &[&Cluster], start: EpochMillis, hours: u32, csv: bool) ->
                 });
             }
         }
-        // A late correction: the first hour's compute is re-exported a day later at a new cost.
+        // Late usage: more of the first hour's compute, exported a day later as a further row
+        // of the same line (the export appends; the rows add up).
         if let Some(first) = rows.iter().position(|r| std::ptr::eq(r.cluster, *cluster)) {
             let original = &rows[first];
-            let corrected = GcpRow {
+            let late = GcpRow {
                 cluster,
                 service: original.service,
                 sku: original.sku,
                 hour: original.hour,
-                cost: (original.cost * 0.9 * 1e6).round() / 1e6,
+                cost: (original.cost * 0.03 * 1e6).round() / 1e6,
                 credits: original
                     .credits
                     .iter()
-                    .map(|(n, a)| (*n, (a * 0.9 * 1e6).round() / 1e6))
+                    .map(|(n, a)| (*n, (a * 0.03 * 1e6).round() / 1e6))
                     .collect(),
                 namespace: None,
                 export_delay_h: 26,
             };
-            rows.push(corrected);
+            rows.push(late);
         }
     }
     let contents = if csv {
