@@ -407,11 +407,21 @@ impl Settings {
         })
     }
 
-    /// The partition key of a bill line: the cluster the tracker allocates it in (see
-    /// [`crate::ingest::cost_cluster`]), so a line shares a partition with its cluster's usage
-    /// and the tracker instance that owns the cluster sees its whole bill.
-    pub fn cost_key(&self, event: &crate::standard::CostEvent) -> String {
-        crate::ingest::cost_cluster(event, &self.cost_scopes)
+    /// The cluster `[[cost_scopes]]` assigns to a bill line without one (its sub account's scope,
+    /// else its billing account's). Exporters set it on the line, so the line is keyed, and
+    /// partitioned, like its cluster's usage.
+    pub fn scope_cluster(&self, event: &crate::standard::CostEvent) -> Option<String> {
+        let scope = |account: &str| {
+            self.cost_scopes
+                .iter()
+                .find(|s| s.account == account)
+                .map(|s| s.cluster_id.clone())
+        };
+        event
+            .sub_account_id
+            .as_deref()
+            .and_then(scope)
+            .or_else(|| scope(&event.billing_account_id))
     }
 
     /// The registry endpoint (password read from its file).

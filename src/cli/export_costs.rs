@@ -2,7 +2,8 @@
 //!
 //! Reads every row, reports each bad one with its file and line (and, with `--strict`, stops
 //! before publishing anything), merges the rows into bill lines ([`billing::consolidate`]),
-//! publishes them keyed by the cluster they are allocated in, and prints a summary.
+//! sets the cluster of lines that name none from `[[cost_scopes]]`, publishes them keyed as the
+//! standard says (§6.1), and prints a summary.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -138,12 +139,15 @@ impl ExportCostsCommand {
             return Ok(ExitCode::FAILURE);
         };
         let settings = Settings::load(common.config.as_deref())?;
+        let lines = with_scope_clusters(&settings, lines);
         summary.count(&lines);
         if common.dry_run {
             for line in &lines {
                 println!("{}", serde_json::to_string(line)?);
             }
-            summary.notes.push("--dry-run: printed, not published".into());
+            summary
+                .notes
+                .push("--dry-run: printed, not published".into());
         } else {
             publish(&settings, &lines).await?;
             summary.published = lines.len() as u64;
@@ -308,12 +312,26 @@ async fn rate_card(
     Ok((Some(lines), summary))
 }
 
+/// Lines without a cluster get the one their account's `[[cost_scopes]]` names: the exporter
+/// knows it, so the line is keyed like that cluster's usage (standard §6.1) and meets it in the
+/// tracker's slot.
+fn with_scope_clusters(settings: &Settings, mut lines: Vec<CostEvent>) -> Vec<CostEvent> {
+    for line in &mut lines {
+        if line.cluster_id.is_none() {
+            line.cluster_id = settings.scope_cluster(line);
+        }
+    }
+    lines
+}
+
 async fn publish(settings: &Settings, lines: &[CostEvent]) -> anyhow::Result<()> {
     let topic = &settings.topics.cost_events;
     let publisher = EventPublisher::new(settings)?;
     publisher.ensure_topic(topic).await?;
     let bar = ProgressBar::new(lines.len() as u64).with_message(format!("publishing to {topic}"));
-    let keyed = lines.iter().map(|line| (settings.cost_key(line), line));
+    let keyed = lines
+        .iter()
+        .map(|line| (line.partition_key().to_owned(), line));
     publisher.publish(topic, keyed, || bar.inc(1)).await?;
     bar.finish_and_clear();
     Ok(())

@@ -82,7 +82,10 @@ impl GenerateArgs {
             .iter()
             .map(|e| (e.subject.cluster_id.clone(), e));
         let published_usage = publisher.publish(&t.usage_events, usage, || {}).await?;
-        let costs = input.costs.iter().map(|e| (settings.cost_key(e), e));
+        let costs = input
+            .costs
+            .iter()
+            .map(|e| (e.partition_key().to_owned(), e));
         let published_costs = publisher.publish(&t.cost_events, costs, || {}).await?;
         eprintln!("published {published_usage} usage events and {published_costs} bill lines");
         Ok(ExitCode::SUCCESS)

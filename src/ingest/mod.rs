@@ -256,7 +256,7 @@ pub fn cost_line(
 
 /// The line's own cluster, else the configured scope of its account, else the account itself
 /// (a pseudo-cluster without usage, so the cost shows as `__unallocated__` rather than vanish).
-pub fn cost_cluster(event: &CostEvent, scopes: &[CostScope]) -> String {
+fn cost_cluster(event: &CostEvent, scopes: &[CostScope]) -> String {
     if let Some(cluster) = event.cluster_id.as_deref().filter(|c| !c.is_empty()) {
         return cluster.to_owned();
     }

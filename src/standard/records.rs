@@ -146,6 +146,18 @@ pub struct CostEvent {
     pub labels: BTreeMap<String, String>,
 }
 
+impl CostEvent {
+    /// The Kafka key of the line (standard §6.1): its cluster, else its sub account, else its
+    /// billing account.
+    pub fn partition_key(&self) -> &str {
+        self.cluster_id
+            .as_deref()
+            .or(self.sub_account_id.as_deref())
+            .filter(|k| !k.is_empty())
+            .unwrap_or(&self.billing_account_id)
+    }
+}
+
 /// Which usage a cost is apportioned by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
