@@ -30,7 +30,7 @@ use crate::allocate::{AllocationPolicy, CostAllocator};
 use crate::http::{self, Health};
 use crate::ingest::{self, CostScope, DeadLetterReason, Exclusions, Intake, Rejection};
 use crate::kafka::{KafkaConnection, TopicSpec};
-use crate::metrics::Metrics;
+use crate::metrics::{counts, Metrics};
 use crate::sink::kafka::{DeadLetter, KafkaSink};
 use crate::sink::postgres::{CommitError, PartitionPosition, PostgresSink, RestoredState};
 use crate::standard::registry::RegistryEndpoint;
@@ -142,20 +142,6 @@ impl RunSummary {
     }
 }
 
-/// Value per label of a one-label counter.
-fn counts(counter: &prometheus::IntCounterVec) -> BTreeMap<String, u64> {
-    use prometheus::core::Collector;
-    counter
-        .collect()
-        .iter()
-        .flat_map(|family| family.get_metric())
-        .filter_map(|m| {
-            let label = m.get_label().first()?.value().to_owned();
-            Some((label, m.get_counter().get_value() as u64))
-        })
-        .collect()
-}
-
 type PartitionKey = (String, i32);
 
 /// How long `--until-caught-up` waits for more input after reaching the high watermarks.
@@ -258,8 +244,8 @@ pub async fn run(
         .context("connecting to Postgres")?;
     let metrics = Metrics::new();
     let health = Arc::new(Health::new(
-        metrics.clone(),
-        postgres.pool().clone(),
+        metrics.registry().clone(),
+        Some(postgres.pool().clone()),
         config.registry.clone(),
     ));
     if let Some(listen) = config.http_listen {
