@@ -1,6 +1,7 @@
 //! Shared setup for end-to-end tests: a registry stand-in per test, the stack's broker and database.
 #![allow(dead_code)]
 
+pub mod proxy;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
