@@ -121,6 +121,28 @@ impl Default for RegistrySettings {
     }
 }
 
+impl RegistrySettings {
+    /// The endpoint these settings describe, the password read from `password_file` (trailing
+    /// whitespace trimmed).
+    pub fn endpoint(&self) -> anyhow::Result<RegistryEndpoint> {
+        let password = match &self.password_file {
+            Some(file) => Some(
+                std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {file}"))?
+                    .trim_end()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        Ok(RegistryEndpoint {
+            url: self.url.clone(),
+            username: self.username.clone(),
+            password,
+            timeout: Duration::from_secs(10),
+        })
+    }
+}
+
 /// `[database]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -426,21 +448,7 @@ impl Settings {
 
     /// The registry endpoint (password read from its file).
     pub fn registry(&self) -> anyhow::Result<RegistryEndpoint> {
-        let password = match &self.registry.password_file {
-            Some(file) => Some(
-                std::fs::read_to_string(file)
-                    .with_context(|| format!("reading {file}"))?
-                    .trim_end()
-                    .to_owned(),
-            ),
-            None => None,
-        };
-        Ok(RegistryEndpoint {
-            url: self.registry.url.clone(),
-            username: self.registry.username.clone(),
-            password,
-            timeout: Duration::from_secs(10),
-        })
+        self.registry.endpoint()
     }
 
     /// Time rules, validated.

@@ -1,5 +1,5 @@
-//! The tracker's HTTP endpoint: `/metrics` (Prometheus), `/healthz` (alive) and `/readyz`
-//! (broker, registry and database reachable, input assigned).
+//! The HTTP endpoint of `run` and `elastic`: `/metrics` (Prometheus), `/healthz` (alive) and
+//! `/readyz` (broker, registry and, for `run`, database reachable; input assigned).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,15 +14,14 @@ use axum::{Json, Router};
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::metrics::Metrics;
 use crate::standard::registry::RegistryEndpoint;
 
-/// What `/readyz` looks at; the pipeline keeps the flags current.
+/// What `/metrics` renders and `/readyz` looks at; the command keeps the flags current.
 pub struct Health {
     /// The metrics to render.
-    pub metrics: Metrics,
-    /// The database to ping.
-    pub database: PgPool,
+    pub metrics: prometheus::Registry,
+    /// The database to ping; `None` for a command without one (`elastic`).
+    pub database: Option<PgPool>,
     /// The schema registry to ping (with its credentials).
     pub registry: RegistryEndpoint,
     /// Whether the last broker interaction succeeded.
@@ -33,8 +32,12 @@ pub struct Health {
 }
 
 impl Health {
-    /// Health state for a pipeline.
-    pub fn new(metrics: Metrics, database: PgPool, registry: RegistryEndpoint) -> Self {
+    /// Health state for a command: its metrics, its database (if any) and its registry.
+    pub fn new(
+        metrics: prometheus::Registry,
+        database: Option<PgPool>,
+        registry: RegistryEndpoint,
+    ) -> Self {
         Self {
             metrics,
             database,
@@ -48,12 +51,14 @@ impl Health {
         }
     }
 
-    async fn database_ok(&self) -> bool {
-        let ping = sqlx::query("SELECT 1").execute(&self.database);
-        matches!(
+    /// `None` without a database, else whether it answers within 2 s.
+    async fn database_ok(&self) -> Option<bool> {
+        let database = self.database.as_ref()?;
+        let ping = sqlx::query("SELECT 1").execute(database);
+        Some(matches!(
             tokio::time::timeout(Duration::from_secs(2), ping).await,
             Ok(Ok(_))
-        )
+        ))
     }
 
     async fn registry_ok(&self) -> bool {
@@ -87,7 +92,7 @@ pub async fn serve(listen: SocketAddr, health: Arc<Health>) -> std::io::Result<S
 async fn metrics(State(health): State<Arc<Health>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        health.metrics.render(),
+        crate::metrics::render(&health.metrics),
     )
 }
 
@@ -95,19 +100,21 @@ async fn ready(State(health): State<Arc<Health>>) -> impl IntoResponse {
     let (database, registry) = tokio::join!(health.database_ok(), health.registry_ok());
     let broker = health.broker_ok.load(Ordering::Relaxed);
     let assigned = health.assigned.load(Ordering::Relaxed);
-    let ready = database && registry && broker && assigned;
+    let ready = database.unwrap_or(true) && registry && broker && assigned;
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };
-    let body = json!({
+    let mut body = json!({
         "ready": ready,
-        "database": word(database),
         "schema_registry": word(registry),
         "broker": word(broker),
         "assignment": if assigned { "assigned" } else { "waiting" },
     });
+    if let Some(database) = database {
+        body["database"] = json!(word(database));
+    }
     (status, Json(body))
 }

@@ -1,5 +1,8 @@
-//! The tracker's own Prometheus metrics. One registry per pipeline (not the global default), so
-//! several pipelines in one process (tests) keep separate counts.
+//! The tracker's own Prometheus metrics: [`Metrics`] for `usage-tracker run`, [`ElasticMetrics`]
+//! for `usage-tracker elastic`. One registry per pipeline (not the global default), so several
+//! pipelines in one process (tests) keep separate counts. Every name starts with `usage_tracker_`.
+
+use std::collections::BTreeMap;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -89,6 +92,15 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     g
 }
 
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let opts = HistogramOpts::new(format!("usage_tracker_{name}"), help).buckets(buckets);
+    let h = Histogram::with_opts(opts).expect("valid metric");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("unique metric");
+    h
+}
+
 fn histogram_vec(
     registry: &Registry,
     name: &str,
@@ -114,16 +126,12 @@ impl Metrics {
     /// A fresh set of metrics in its own registry.
     pub fn new() -> Self {
         let r = Registry::new();
-        let freshness = Histogram::with_opts(
-            HistogramOpts::new(
-                "usage_tracker_event_to_record_seconds",
-                "Processing time minus the newest event time of a slot when its records are committed",
-            )
-            .buckets(vec![1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0]),
-        )
-        .expect("valid metric");
-        r.register(Box::new(freshness.clone()))
-            .expect("unique metric");
+        let freshness = histogram(
+            &r,
+            "event_to_record_seconds",
+            "Processing time minus the newest event time of a slot when its records are committed",
+            vec![1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0],
+        );
         Self {
             consumed: counter_vec(&r, "events_consumed_total", "Messages read", &["topic"]),
             decoded: counter_vec(
@@ -213,7 +221,7 @@ impl Metrics {
                 "sink_write_seconds",
                 "Duration of a sink write",
                 &["sink"],
-                vec![0.001, 0.005, 0.02, 0.1, 0.5, 2.0, 10.0],
+                WRITE_SECONDS.to_vec(),
             ),
             sink_errors: counter_vec(&r, "sink_errors_total", "Failed sink writes", &["sink"]),
             checkpoints: counter(&r, "checkpoints_total", "Checkpoints committed"),
@@ -221,12 +229,113 @@ impl Metrics {
         }
     }
 
+    /// The registry holding these metrics (what `/metrics` renders).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut buffer = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buffer)
-            .expect("text encoding never fails");
-        String::from_utf8(buffer).expect("the text format is UTF-8")
+        render(&self.registry)
+    }
+}
+
+/// Buckets of write and batch durations, in seconds.
+const WRITE_SECONDS: [f64; 7] = [0.001, 0.005, 0.02, 0.1, 0.5, 2.0, 10.0];
+
+/// The Prometheus text exposition of every metric in `registry`.
+pub fn render(registry: &Registry) -> String {
+    let mut buffer = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut buffer)
+        .expect("text encoding never fails");
+    String::from_utf8(buffer).expect("the text format is UTF-8")
+}
+
+/// Value per label of a one-label counter (for run summaries).
+pub fn counts(counter: &IntCounterVec) -> BTreeMap<String, u64> {
+    use prometheus::core::Collector;
+    counter
+        .collect()
+        .iter()
+        .flat_map(|family| family.get_metric())
+        .filter_map(|m| {
+            let label = m.get_label().first()?.value().to_owned();
+            Some((label, m.get_counter().get_value() as u64))
+        })
+        .collect()
+}
+
+/// The metrics of `usage-tracker elastic`, prefixed `usage_tracker_elastic_`.
+#[derive(Clone)]
+pub struct ElasticMetrics {
+    registry: Registry,
+    /// Documents read, by topic.
+    pub read: IntCounterVec,
+    /// UsageEvents published and acknowledged.
+    pub published: IntCounter,
+    /// Documents of metricsets that are not accounted, by metricset.
+    pub skipped: IntCounterVec,
+    /// Documents of accounted metricsets without any accounted field, by metricset.
+    pub empty: IntCounterVec,
+    /// Dead letters, by reason.
+    pub dead_letters: IntCounterVec,
+    /// Duration of publishing a batch (events and dead letters acknowledged, offsets committed).
+    pub batch_seconds: Histogram,
+}
+
+impl Default for ElasticMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ElasticMetrics {
+    /// A fresh set of metrics in its own registry.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        Self {
+            read: counter_vec(
+                &r,
+                "elastic_documents_read_total",
+                "Elastic Agent / Metricbeat documents read",
+                &["topic"],
+            ),
+            published: counter(
+                &r,
+                "elastic_events_published_total",
+                "UsageEvents published and acknowledged by the broker",
+            ),
+            skipped: counter_vec(
+                &r,
+                "elastic_skipped_total",
+                "Documents of metricsets that are not accounted",
+                &["metricset"],
+            ),
+            empty: counter_vec(
+                &r,
+                "elastic_empty_total",
+                "Documents of accounted metricsets without any accounted field",
+                &["metricset"],
+            ),
+            dead_letters: counter_vec(
+                &r,
+                "elastic_dead_letters_total",
+                "Documents sent to the dead-letter topic",
+                &["reason"],
+            ),
+            batch_seconds: histogram(
+                &r,
+                "elastic_batch_seconds",
+                "Duration of publishing a batch: events and dead letters acknowledged, offsets committed",
+                WRITE_SECONDS.to_vec(),
+            ),
+            registry: r,
+        }
+    }
+
+    /// The registry holding these metrics (what `/metrics` renders).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 }

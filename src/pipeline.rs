@@ -30,7 +30,7 @@ use crate::allocate::{AllocationPolicy, CostAllocator};
 use crate::http::{self, Health};
 use crate::ingest::{self, CostScope, DeadLetterReason, Exclusions, Intake, Rejection};
 use crate::kafka::{KafkaConnection, TopicSpec};
-use crate::metrics::Metrics;
+use crate::metrics::{counts, Metrics};
 use crate::sink::kafka::{DeadLetter, KafkaSink};
 use crate::sink::postgres::{CommitError, PartitionPosition, PostgresSink, RestoredState};
 use crate::standard::registry::RegistryEndpoint;
@@ -142,20 +142,6 @@ impl RunSummary {
     }
 }
 
-/// Value per label of a one-label counter.
-fn counts(counter: &prometheus::IntCounterVec) -> BTreeMap<String, u64> {
-    use prometheus::core::Collector;
-    counter
-        .collect()
-        .iter()
-        .flat_map(|family| family.get_metric())
-        .filter_map(|m| {
-            let label = m.get_label().first()?.value().to_owned();
-            Some((label, m.get_counter().get_value() as u64))
-        })
-        .collect()
-}
-
 type PartitionKey = (String, i32);
 
 /// How long `--until-caught-up` waits for more input after reaching the high watermarks.
@@ -258,8 +244,8 @@ pub async fn run(
         .context("connecting to Postgres")?;
     let metrics = Metrics::new();
     let health = Arc::new(Health::new(
-        metrics.clone(),
-        postgres.pool().clone(),
+        metrics.registry().clone(),
+        Some(postgres.pool().clone()),
         config.registry.clone(),
     ));
     if let Some(listen) = config.http_listen {
@@ -459,11 +445,23 @@ impl Pipeline {
             self.config.topics.usage_events.as_str(),
             self.config.topics.cost_events.as_str(),
         ];
-        let (epoch, restored) = self
-            .postgres
-            .claim(slot, &self.owner, &topics)
-            .await
-            .context("claiming a slot")?;
+        // A database outage pauses the claim (the slot's partitions stay paused) instead of
+        // ending the run.
+        let mut backoff = Duration::from_millis(200);
+        let (epoch, restored) = loop {
+            match self.postgres.claim(slot, &self.owner, &topics).await {
+                Ok(claimed) => break claimed,
+                Err(error) => {
+                    self.metrics
+                        .sink_errors
+                        .with_label_values(&["postgres"])
+                        .inc();
+                    warn!(slot, %error, retry_in = ?backoff, "claiming a slot failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        };
         let positions: BTreeMap<PartitionKey, i64> = restored
             .positions
             .iter()
@@ -719,16 +717,22 @@ impl Pipeline {
             .map(|s| s.accountant.store().open_keys() as i64);
         self.metrics.windows_open.set(open_keys.sum());
         let mut backoff = Duration::from_millis(200);
+        // Once the broker has acknowledged the checkpoint's messages, a retry only redoes the
+        // Postgres commit.
+        let mut published = false;
         loop {
             let attempt = async {
-                let kafka_items =
-                    checkpoint.records.len() + checkpoint.withdrawn.len() + dead_letters.len();
-                timed(&self.metrics, "kafka", kafka_items, async {
-                    self.kafka_sink.publish(&checkpoint.records).await?;
-                    self.kafka_sink.tombstones(&checkpoint.withdrawn).await?;
-                    self.kafka_sink.dead_letters(&dead_letters).await
-                })
-                .await?;
+                if !published {
+                    let kafka_items =
+                        checkpoint.records.len() + checkpoint.withdrawn.len() + dead_letters.len();
+                    timed(&self.metrics, "kafka", kafka_items, async {
+                        self.kafka_sink.publish(&checkpoint.records).await?;
+                        self.kafka_sink.tombstones(&checkpoint.withdrawn).await?;
+                        self.kafka_sink.dead_letters(&dead_letters).await
+                    })
+                    .await?;
+                    published = true;
+                }
                 timed(&self.metrics, "postgres", checkpoint.records.len(), async {
                     self.postgres
                         .commit(slot_id, epoch, &checkpoint, &positions)
@@ -803,26 +807,26 @@ impl Pipeline {
     }
 }
 
-/// Runs one sink write, recording its size, duration and failure.
+/// Runs one sink write, recording its failure and, when it has items, its size and duration.
+/// (A Postgres commit without records still writes the checkpoint, so its failure counts.)
 async fn timed<T, E>(
     metrics: &Metrics,
     sink: &str,
     items: usize,
     write: impl Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
-    if items == 0 {
-        return write.await;
-    }
     let started = Instant::now();
     let result = write.await;
-    metrics
-        .sink_batch
-        .with_label_values(&[sink])
-        .observe(items as f64);
-    metrics
-        .sink_seconds
-        .with_label_values(&[sink])
-        .observe(started.elapsed().as_secs_f64());
+    if items > 0 {
+        metrics
+            .sink_batch
+            .with_label_values(&[sink])
+            .observe(items as f64);
+        metrics
+            .sink_seconds
+            .with_label_values(&[sink])
+            .observe(started.elapsed().as_secs_f64());
+    }
     if result.is_err() {
         metrics.sink_errors.with_label_values(&[sink]).inc();
     }

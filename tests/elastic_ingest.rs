@@ -1,7 +1,8 @@
 //! `usage-tracker elastic` end to end: the shared Elastic fixture documents (and a few broken
 //! ones), published as raw bytes, become exactly the expected UsageEvents on the usage topic and
 //! dead letters with their reasons; the group's offsets are committed; a second run over the
-//! same input in a new group publishes the very same events (same ids).
+//! same input in a new group publishes the very same events (same ids), and its `/metrics`
+//! counters tell the same story as its summary.
 
 mod common;
 
@@ -242,9 +243,9 @@ async fn elastic_documents_become_usage_events_and_dead_letters() {
         .collect();
 
     let dir = tempfile::tempdir().unwrap();
-    let config = |name: &str, group: &str, usage: &str, dlq: &str| {
+    let config = |name: &str, group: &str, usage: &str, dlq: &str, listen: &str| {
         let text = format!(
-            "[kafka.producer_properties]\n\"batch.num.messages\" = \"1\"\n\n\
+            "[http]\nlisten = \"{listen}\"\n\n[kafka.producer_properties]\n\"batch.num.messages\" = \"1\"\n\n\
              [kafka.consumer_properties]\n\"session.timeout.ms\" = \"6000\"\n\n\
              [topics]\nusage_events = \"{usage}\"\ndead_letters = \"{dlq}\"\npartitions = 2\n\n\
              [elastic]\ntopics = [\"{input}\"]\ngroup_id = \"{group}\"\n\
@@ -283,7 +284,7 @@ async fn elastic_documents_become_usage_events_and_dead_letters() {
         common::unique("elastic-usage"),
         common::unique("elastic-dlq"),
     );
-    let first_config = config("first", &group, &usage, &dlq);
+    let first_config = config("first", &group, &usage, &dlq, "127.0.0.1:0");
     let summary = tokio::time::timeout(Duration::from_secs(120), run(first_config.clone()))
         .await
         .expect("the first run stops once caught up");
@@ -347,18 +348,103 @@ async fn elastic_documents_become_usage_events_and_dead_letters() {
         "{again}"
     );
 
-    // A new group reads everything again and publishes the very same events.
+    // A new group reads everything again and publishes the very same events; this time the run
+    // is stopped with SIGTERM once its metrics show the whole input, and they match its summary.
     let usage2 = common::unique("elastic-usage2");
+    let http = common::free_local_address();
     let second = config(
         "second",
         &common::unique("elastic-group2"),
         &usage2,
         &common::unique("elastic-dlq2"),
+        &http.to_string(),
     );
-    let summary2 = tokio::time::timeout(Duration::from_secs(120), run(second))
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_usage-tracker"))
+        .arg("elastic")
+        .arg("--config")
+        .arg(&second)
+        .args(["--log", "warn"])
+        .env("SCHEMA_REGISTRY_URL", registry.url())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let published = "usage_tracker_elastic_events_published_total";
+    let metrics = common::eventually(
+        Duration::from_secs(120),
+        "the second run's metrics show every document",
+        move || async move {
+            let metrics = reqwest::get(format!("http://{http}/metrics")).await.ok()?;
+            let metrics = metrics.text().await.ok()?;
+            let read: u64 =
+                common::metric_by_label(&metrics, "usage_tracker_elastic_documents_read_total")
+                    .values()
+                    .sum();
+            (read == 25 && common::metric(&metrics, published) == Some(11.0)).then_some(metrics)
+        },
+    )
+    .await;
+    let (status, body) = common::readyz(http).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.get("database").is_none(),
+        "elastic has no database: {body}"
+    );
+    let series = |name: &str| common::metric_by_label(&metrics, name);
+    let by_label = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    };
+    let read = series("usage_tracker_elastic_documents_read_total");
+    let skipped = series("usage_tracker_elastic_skipped_total");
+    let empty = series("usage_tracker_elastic_empty_total");
+    let dead_letters = series("usage_tracker_elastic_dead_letters_total");
+    assert_eq!(read, by_label(&[(input.as_str(), 25)]));
+    assert_eq!(
+        skipped,
+        by_label(&[
+            ("node", 2),
+            ("non_kubernetes", 1),
+            ("pod", 2),
+            ("state_pod", 2)
+        ])
+    );
+    assert_eq!(empty, by_label(&[("state_container", 1)]));
+    assert_eq!(
+        dead_letters,
+        by_label(&[
+            ("invalid_event", 1),
+            ("no_namespace", 1),
+            ("not_json", 3),
+            ("unknown_metricset", 1)
+        ])
+    );
+    let batches = common::metric(&metrics, "usage_tracker_elastic_batch_seconds_count")
+        .expect("the batch latency histogram");
+    assert!(
+        batches >= (25.0_f64 / 7.0).ceil(),
+        "batches of at most 7 documents: {batches}"
+    );
+
+    let pid = child.id().unwrap().to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
-        .expect("the second run stops once caught up");
-    assert!(summary2.contains("events published 11;"), "{summary2}");
+        .expect("stops on SIGTERM")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let summary2 = stderr
+        .lines()
+        .find(|l| l.starts_with("elastic: "))
+        .unwrap_or_else(|| panic!("no summary in {stderr}"));
+    let expected_summary = format!(
+        "elastic: documents read 25, {read:?}; events published 11; skipped {skipped:?}; empty {empty:?}; dead letters {dead_letters:?}"
+    );
+    assert_eq!(summary2, expected_summary, "the summary and /metrics agree");
     let events2 = decode_events(&decoder, &read_all(&kafka, &usage2, 11).await).await;
     assert_eq!(events2, events, "same ids, same events");
 }

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::{cost, split, usage};
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -14,94 +16,11 @@ use usage_tracker::ingest::{ExclusionRules, Exclusions};
 use usage_tracker::kafka::TopicSpec;
 use usage_tracker::pipeline::{self, PipelineConfig, Topics};
 use usage_tracker::standard::wire::RecordEncoder;
-use usage_tracker::standard::{
-    CostCategory, CostEvent, CostStatus, Measurement, MeasurementKind, UsageEvent, WorkloadSubject,
-};
+use usage_tracker::standard::{CostCategory, CostEvent, MeasurementKind, UsageEvent};
 use usage_tracker::window::WindowConfig;
 
 const T0: i64 = 1_793_577_600_000; // 2026-11-02T00:00:00Z
 const H: i64 = 3_600_000;
-
-fn usage(
-    id: &str,
-    cluster: &str,
-    namespace: Option<&str>,
-    start: i64,
-    end: i64,
-    m: &[(MeasurementKind, f64)],
-) -> UsageEvent {
-    UsageEvent {
-        specversion: "1.0".into(),
-        id: id.into(),
-        source: "//test/exact".into(),
-        event_type: "io.ferrisdx.usage.v1".into(),
-        time: end,
-        start,
-        end,
-        subject: WorkloadSubject {
-            cluster_id: cluster.into(),
-            namespace: namespace.map(str::to_owned),
-            ..Default::default()
-        },
-        measurements: m
-            .iter()
-            .map(|&(kind, quantity)| Measurement {
-                resource: "cpu".into(),
-                kind,
-                quantity,
-                unit: "core_seconds".into(),
-            })
-            .collect(),
-    }
-}
-
-fn cost(
-    id: &str,
-    provider: &str,
-    cluster: &str,
-    namespace: Option<&str>,
-    (start, end): (i64, i64),
-    micros: i64,
-    category: CostCategory,
-) -> CostEvent {
-    CostEvent {
-        specversion: "1.0".into(),
-        id: id.into(),
-        source: "//test/bill".into(),
-        event_type: "io.ferrisdx.cost.v1".into(),
-        time: end,
-        revision: 1,
-        provider: provider.into(),
-        billing_account_id: "acct".into(),
-        sub_account_id: None,
-        cluster_id: Some(cluster.into()),
-        namespace: namespace.map(str::to_owned),
-        charge_period_start: start,
-        charge_period_end: end,
-        billed_cost_micros: micros,
-        effective_cost_micros: micros,
-        billing_currency: "EUR".into(),
-        category,
-        cost_status: CostStatus::Final,
-        service_name: None,
-        sku_id: None,
-        resource_id: None,
-        labels: BTreeMap::new(),
-    }
-}
-
-/// Largest-remainder split, written out independently of the tracker's implementation.
-fn split(amount: i64, weights: &[i64]) -> Vec<i64> {
-    let total: i64 = weights.iter().sum();
-    let mut parts: Vec<i64> = weights.iter().map(|w| amount * w / total).collect();
-    let mut order: Vec<usize> = (0..weights.len()).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(amount * weights[i] % total), i));
-    let left = amount - parts.iter().sum::<i64>();
-    for &i in order.iter().take(left as usize) {
-        parts[i] += 1;
-    }
-    parts
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn known_input_gives_exact_rows_in_postgres_and_kafka() {
@@ -288,18 +207,9 @@ async fn known_input_gives_exact_rows_in_postgres_and_kafka() {
     );
 
     // The metrics endpoint (still served after the run) tells the same story.
-    let metrics = reqwest::get(format!("http://{http_listen}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let value = |line: &str| -> f64 {
-        let found = metrics
-            .lines()
-            .find(|l| l.starts_with(line))
-            .unwrap_or_else(|| panic!("no {line} in\n{metrics}"));
-        found.rsplit(' ').next().unwrap().parse().unwrap()
+    let metrics = common::scrape(http_listen).await;
+    let value = |series: &str| -> f64 {
+        common::metric(&metrics, series).unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
     };
     assert_eq!(
         value(&format!(

@@ -298,3 +298,135 @@ async fn undecodable_messages_are_told_apart() {
         "{unknown_id}"
     );
 }
+
+/// The registry stand-in behind HTTP basic auth (`user`, `password`): any other request gets 401.
+/// Returns its URL and its state.
+async fn registry_with_basic_auth(
+    user: &str,
+    password: &str,
+) -> (String, registry_standin::Registry) {
+    use axum::response::IntoResponse;
+    // The header a client with these credentials sends.
+    let expected = reqwest::Client::new()
+        .get("http://registry/")
+        .basic_auth(user, Some(password))
+        .build()
+        .unwrap()
+        .headers()[reqwest::header::AUTHORIZATION]
+        .as_bytes()
+        .to_vec();
+    let state = registry_standin::Registry::default();
+    let app = registry_standin::router(state.clone()).layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let authorised = request
+                .headers()
+                .get("authorization")
+                .is_some_and(|v| v.as_bytes() == expected.as_slice());
+            async move {
+                if authorised {
+                    next.run(request).await
+                } else {
+                    axum::http::StatusCode::UNAUTHORIZED.into_response()
+                }
+            }
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, state)
+}
+
+#[tokio::test]
+async fn schemas_take_the_registry_and_its_credentials_from_the_configuration_file() {
+    let (url, state) = registry_with_basic_auth("tracker", "s3cret").await;
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("registry-password");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    let config = dir.path().join("tracker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[registry]\nurl = \"{url}\"\nusername = \"tracker\"\npassword_file = {:?}\n\n\
+             [topics]\nusage_events = \"custom.usage\"\n",
+            password.display().to_string()
+        ),
+    )
+    .unwrap();
+    let schemas = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = common::tracker_without_configuration_env();
+        command.arg("schemas").args(args).envs(env.iter().copied());
+        async move {
+            let output = command.output().await.unwrap();
+            (
+                output.status.code(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        }
+    };
+    let config_arg = config.to_str().unwrap();
+
+    // `--config`: the URL, the user and the password file of [registry], the topics of [topics].
+    let (code, stdout, stderr) = schemas(&["register", "--config", config_arg], &[]).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(
+        state.subjects(),
+        vec![
+            "cost.events.v1-value".to_string(),
+            "custom.usage-value".to_string(),
+            "usage.records.v1-value".to_string(),
+        ]
+    );
+    assert!(!stdout.contains("s3cret") && !stderr.contains("s3cret"));
+
+    // USAGE_TRACKER_CONFIG does the same for `check`.
+    let (code, stdout, stderr) = schemas(&["check"], &[("USAGE_TRACKER_CONFIG", config_arg)]).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("ok   custom.usage-value: already registered as version 1"),
+        "{stdout}"
+    );
+
+    // The gate is real: the same file without credentials is refused.
+    let anonymous = dir.path().join("anonymous.toml");
+    std::fs::write(&anonymous, format!("[registry]\nurl = \"{url}\"\n")).unwrap();
+    let (code, stdout, stderr) =
+        schemas(&["check", "--config", anonymous.to_str().unwrap()], &[]).await;
+    assert_ne!(code, Some(0), "{stdout}");
+    assert!(stderr.contains("401"), "{stderr}");
+
+    // Flags and their variables win over the file: another user is refused ...
+    let (code, _, stderr) = schemas(
+        &["check", "--config", config_arg],
+        &[("SCHEMA_REGISTRY_USERNAME", "someone-else")],
+    )
+    .await;
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("401"), "{stderr}");
+    // ... and another registry is the one used.
+    let open = common::registry().await;
+    let (code, stdout, stderr) = schemas(
+        &[
+            "register",
+            "--config",
+            config_arg,
+            "--schema-registry-url",
+            &open.url(),
+            "--usage-events-topic",
+            "flag.usage",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(open
+        .registry()
+        .subjects()
+        .contains(&"flag.usage-value".to_string()));
+    assert_eq!(
+        state.subjects().len(),
+        3,
+        "nothing more on the configured registry"
+    );
+}

@@ -5,12 +5,17 @@
 //! acknowledged by the broker before the batch's offsets are committed to the consumer group.
 //! After a crash the uncommitted documents are read again and become the same events (the ids are
 //! derived from the documents), which the tracker counts once.
+//!
+//! Like `run`, it serves `/metrics`, `/healthz` and `/readyz` on `[http] listen`
+//! ([`ElasticMetrics`], `usage_tracker_elastic_*`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -22,9 +27,11 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 use crate::config::Settings;
+use crate::http::{self, Health};
 use crate::ingest::ecs::{EcsNormaliser, EcsOutcome};
 use crate::ingest::{DeadLetterReason, Rejection};
 use crate::kafka::TopicSpec;
+use crate::metrics::{counts, ElasticMetrics};
 use crate::sink::kafka::{DeadLetter, KafkaSink};
 use crate::standard::wire::RecordEncoder;
 use crate::standard::UsageEvent;
@@ -56,7 +63,7 @@ impl ElasticArgs {
     }
 }
 
-/// Counters of one run, printed at the end.
+/// Counters of one run, read from the metrics at the end and printed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ElasticSummary {
     /// Documents read, per topic.
@@ -64,11 +71,23 @@ pub struct ElasticSummary {
     /// UsageEvents published (and acknowledged).
     pub published: u64,
     /// Documents of metricsets that are not accounted, per metricset.
-    pub skipped: BTreeMap<&'static str, u64>,
+    pub skipped: BTreeMap<String, u64>,
     /// Documents of accounted metricsets without any accounted field, per metricset.
-    pub empty: BTreeMap<&'static str, u64>,
+    pub empty: BTreeMap<String, u64>,
     /// Dead letters, per reason.
-    pub dead_letters: BTreeMap<&'static str, u64>,
+    pub dead_letters: BTreeMap<String, u64>,
+}
+
+impl ElasticSummary {
+    fn from_metrics(m: &ElasticMetrics) -> Self {
+        Self {
+            read: counts(&m.read),
+            published: m.published.get(),
+            skipped: counts(&m.skipped),
+            empty: counts(&m.empty),
+            dead_letters: counts(&m.dead_letters),
+        }
+    }
 }
 
 impl fmt::Display for ElasticSummary {
@@ -89,7 +108,6 @@ impl fmt::Display for ElasticSummary {
 /// One input topic.
 struct Input {
     normaliser: EcsNormaliser,
-    read: u64,
 }
 
 /// Next offset to read, per partition, and whether it is committed yet.
@@ -268,13 +286,22 @@ async fn ingest(
     for topic in &elastic.topics {
         let normaliser = EcsNormaliser::new(elastic.ecs_settings(topic))
             .with_context(|| format!("[elastic] settings of {topic}"))?;
-        inputs.insert(
-            topic.clone(),
-            Input {
-                normaliser,
-                read: 0,
-            },
-        );
+        inputs.insert(topic.clone(), Input { normaliser });
+    }
+    let metrics = ElasticMetrics::new();
+    for topic in &elastic.topics {
+        metrics.read.with_label_values(&[topic]); // Shown from the start, at 0.
+    }
+    let registry = settings.registry()?;
+    let health = Arc::new(Health::new(
+        metrics.registry().clone(),
+        None,
+        registry.clone(),
+    ));
+    if let Some(listen) = settings.http_listen()? {
+        http::serve(listen, health.clone())
+            .await
+            .with_context(|| format!("serving http on {listen}"))?;
     }
     let kafka = settings.kafka();
     let t = &settings.topics;
@@ -292,7 +319,6 @@ async fn ingest(
     if !created.is_empty() {
         info!(?created, "created topics");
     }
-    let registry = settings.registry()?;
     let publisher = Publisher {
         producer: producer_config(settings)
             .create()
@@ -314,15 +340,20 @@ async fn ingest(
     consumer.subscribe(&topics).context("subscribing")?;
     info!(?topics, group = %elastic.group_id, to = %t.usage_events, "reading Elastic documents");
 
-    let mut summary = ElasticSummary::default();
     let mut positions = Positions::default();
     let mut batch = Batch::default();
     let mut catch_up = CatchUp::default();
     let mut last_message = Instant::now();
     let mut reached_targets: Option<Instant> = None;
     let mut last_check: Option<Instant> = None;
+    let mut last_assignment_check: Option<Instant> = None;
     tokio::pin!(shutdown);
     loop {
+        if last_assignment_check.is_none_or(|t| t.elapsed() >= POLL) {
+            last_assignment_check = Some(Instant::now());
+            let assigned = consumer.assignment().is_ok_and(|a| a.count() > 0);
+            health.assigned.store(assigned, Ordering::Relaxed);
+        }
         if until_caught_up && last_check.is_none_or(|t| t.elapsed() >= POLL) {
             last_check = Some(Instant::now());
             catch_up.refresh(&consumer, &mut positions)?;
@@ -347,11 +378,13 @@ async fn ingest(
             _ = &mut shutdown => { info!("shutting down"); break; }
             received = tokio::time::timeout(wait, consumer.recv()) => match received {
                 Ok(Ok(message)) => {
-                    take(&message, &mut inputs, &mut batch, &mut positions, &mut summary);
+                    take(&message, &mut inputs, &mut batch, &mut positions, &metrics);
+                    health.broker_ok.store(true, Ordering::Relaxed);
                     last_message = Instant::now();
                 }
                 Ok(Err(error)) => {
                     warn!(%error, "consumer error");
+                    health.broker_ok.store(false, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 Err(_idle) => {}
@@ -361,27 +394,11 @@ async fn ingest(
             .opened
             .is_some_and(|o| o.elapsed() >= elastic.batch_timeout);
         if batch.documents >= elastic.batch_size || due {
-            flush(
-                &publisher,
-                &consumer,
-                &mut batch,
-                &mut positions,
-                &mut summary,
-            )
-            .await?;
+            flush(&publisher, &consumer, &mut batch, &mut positions, &metrics).await?;
         }
     }
-    flush(
-        &publisher,
-        &consumer,
-        &mut batch,
-        &mut positions,
-        &mut summary,
-    )
-    .await?;
-    for (topic, input) in &inputs {
-        summary.read.insert(topic.clone(), input.read);
-    }
+    flush(&publisher, &consumer, &mut batch, &mut positions, &metrics).await?;
+    let summary = ElasticSummary::from_metrics(&metrics);
     info!(?summary, "stopped");
     Ok(summary)
 }
@@ -392,13 +409,13 @@ fn take(
     inputs: &mut HashMap<String, Input>,
     batch: &mut Batch,
     positions: &mut Positions,
-    summary: &mut ElasticSummary,
+    metrics: &ElasticMetrics,
 ) {
     let topic = message.topic();
     let Some(input) = inputs.get_mut(topic) else {
         return;
     };
-    input.read += 1;
+    metrics.read.with_label_values(&[topic]).inc();
     batch.documents += 1;
     batch.opened.get_or_insert_with(Instant::now);
     let outcome = match message.payload() {
@@ -410,13 +427,13 @@ fn take(
     };
     match outcome {
         Ok(EcsOutcome::Usage(event)) => batch.events.push(event),
-        Ok(EcsOutcome::Skipped(metricset)) => *summary.skipped.entry(metricset).or_default() += 1,
-        Ok(EcsOutcome::Empty(metricset)) => *summary.empty.entry(metricset).or_default() += 1,
+        Ok(EcsOutcome::Skipped(metricset)) => metrics.skipped.with_label_values(&[metricset]).inc(),
+        Ok(EcsOutcome::Empty(metricset)) => metrics.empty.with_label_values(&[metricset]).inc(),
         Err(rejection) => {
-            *summary
+            metrics
                 .dead_letters
-                .entry(rejection.reason.as_str())
-                .or_default() += 1;
+                .with_label_values(&[rejection.reason.as_str()])
+                .inc();
             warn!(topic, partition = message.partition(), offset = message.offset(), reason = rejection.reason.as_str(), detail = %rejection.detail, "dead letter");
             batch.dead_letters.push(DeadLetter {
                 key: message.key().map(<[u8]>::to_vec),
@@ -448,11 +465,14 @@ async fn flush(
     consumer: &StreamConsumer,
     batch: &mut Batch,
     positions: &mut Positions,
-    summary: &mut ElasticSummary,
+    metrics: &ElasticMetrics,
 ) -> anyhow::Result<()> {
+    let started = (!batch.is_empty()).then(Instant::now);
     if !batch.is_empty() {
         let batch = std::mem::take(batch);
-        summary.published += publisher.publish(&batch).await? as u64;
+        metrics
+            .published
+            .inc_by(publisher.publish(&batch).await? as u64);
     }
     let tpl = positions.to_commit();
     if tpl.count() > 0 {
@@ -462,6 +482,11 @@ async fn flush(
                 warn!(%error, "committing offsets failed; retried with the next batch")
             }
         }
+    }
+    if let Some(started) = started {
+        metrics
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
     }
     Ok(())
 }

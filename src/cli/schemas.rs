@@ -1,4 +1,8 @@
 //! `usage-tracker schemas register|check`.
+//!
+//! The registry and the topic names (which name the subjects) come from the configuration, loaded
+//! as `run` loads it (`--config`, the environment, secret files), with this command's flags and
+//! their environment variables winning.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,6 +12,8 @@ use apache_avro::Schema;
 use clap::{Args, Subcommand};
 
 use super::{RegistryArgs, TopicArgs};
+use crate::config::Settings;
+use crate::pipeline::Topics;
 use crate::standard::diff::schema_diff;
 use crate::standard::registry::RegistryClient;
 use crate::standard::schemas::{standard_schemas, LocalSchema, COMPATIBILITY_LEVEL};
@@ -24,6 +30,10 @@ pub enum SchemasCommand {
 /// Which schemas, on which registry.
 #[derive(Debug, Args)]
 pub struct SchemaArgs {
+    /// Configuration file (TOML): its `[registry]` (url, username, password_file) and `[topics]`
+    /// sections apply unless the flags below (or their environment variables) are given.
+    #[arg(long, env = "USAGE_TRACKER_CONFIG")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     registry: RegistryArgs,
     #[command(flatten)]
@@ -43,13 +53,15 @@ impl SchemasCommand {
 }
 
 impl SchemaArgs {
-    fn schemas(&self) -> anyhow::Result<Vec<(LocalSchema, String)>> {
-        let t = &self.topics;
-        let builtin = standard_schemas(
-            &t.usage_events_topic,
-            &t.cost_events_topic,
-            &t.usage_records_topic,
-        );
+    /// The registry client and the schemas to register or check.
+    fn resolve(&self) -> anyhow::Result<(RegistryClient, Vec<(LocalSchema, String)>)> {
+        let settings = Settings::load(self.config.as_deref())?;
+        let registry = RegistryClient::new(self.registry.endpoint(&settings)?)?;
+        Ok((registry, self.schemas(&self.topics.topics(&settings))?))
+    }
+
+    fn schemas(&self, t: &Topics) -> anyhow::Result<Vec<(LocalSchema, String)>> {
+        let builtin = standard_schemas(&t.usage_events, &t.cost_events, &t.usage_records);
         match &self.schema_dir {
             None => Ok(builtin
                 .into_iter()
@@ -96,9 +108,9 @@ fn schemas_from_dir(
 }
 
 async fn register(args: SchemaArgs) -> anyhow::Result<ExitCode> {
-    let registry = RegistryClient::new(args.registry.endpoint()?)?;
+    let (registry, schemas) = args.resolve()?;
     println!("{:<28} {:>7} {:>6}", "subject", "version", "id");
-    for (local, text) in args.schemas()? {
+    for (local, text) in schemas {
         registry
             .set_compatibility_level(&local.subject, COMPATIBILITY_LEVEL)
             .await
@@ -116,9 +128,9 @@ async fn register(args: SchemaArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn check(args: SchemaArgs) -> anyhow::Result<ExitCode> {
-    let registry = RegistryClient::new(args.registry.endpoint()?)?;
+    let (registry, schemas) = args.resolve()?;
     let mut all_compatible = true;
-    for (local, text) in args.schemas()? {
+    for (local, text) in schemas {
         let verdict = check_one(&registry, &local, &text).await?;
         all_compatible &= verdict.compatible;
         println!("{}", verdict.report);

@@ -42,6 +42,9 @@ pub struct RestoredState {
     pub cost_lines: Vec<CostLine>,
 }
 
+/// Longest wait for a pooled connection (sqlx keeps retrying a refused connection until then).
+pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The Postgres side of the tracker.
 #[derive(Debug, Clone)]
 pub struct PostgresSink {
@@ -50,8 +53,15 @@ pub struct PostgresSink {
 
 impl PostgresSink {
     /// Connects and applies the embedded migrations.
+    ///
+    /// Getting a connection gives up after [`ACQUIRE_TIMEOUT`]: while the database is down, a
+    /// checkpoint fails (and is retried) within seconds instead of waiting silently.
     pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
-        let pool = PgPoolOptions::new().max_connections(4).connect(url).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Self { pool })
     }

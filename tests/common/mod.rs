@@ -1,6 +1,8 @@
 //! Shared setup for end-to-end tests: a registry stand-in per test, the stack's broker and database.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -12,7 +14,9 @@ use usage_tracker::kafka::KafkaConnection;
 use usage_tracker::standard::registry::RegistryEndpoint;
 use usage_tracker::standard::wire::RecordDecoder;
 use usage_tracker::standard::UsageRecord;
-use usage_tracker::standard::{Measurement, MeasurementKind, UsageEvent, WorkloadSubject};
+use usage_tracker::standard::{
+    CostCategory, CostEvent, CostStatus, Measurement, MeasurementKind, UsageEvent, WorkloadSubject,
+};
 
 /// A fresh, empty registry stand-in on an ephemeral port.
 pub async fn registry() -> RunningRegistry {
@@ -306,4 +310,184 @@ pub async fn figures(
             )
         })
         .collect()
+}
+
+/// `database_url` with its host and port replaced by `addr` (to go through a [`proxy::TcpProxy`]).
+pub fn through(database_url: &str, addr: std::net::SocketAddr) -> String {
+    let (scheme, rest) = database_url.split_once("://").expect("a URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let user = authority
+        .rsplit_once('@')
+        .map_or(String::new(), |(user, _)| format!("{user}@"));
+    format!("{scheme}://{user}{addr}{path}")
+}
+
+/// `host:port` of a database URL.
+pub fn host_and_port(database_url: &str) -> String {
+    let rest = database_url.split_once("://").expect("a URL").1;
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
+        .to_owned()
+}
+
+/// The text of `/metrics` at `addr`.
+pub async fn scrape(addr: std::net::SocketAddr) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of the sample whose name and labels are `series` (as written in the text format,
+/// `name{label="value"}`), if present.
+pub fn metric(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Value per label of the one-label metric `name` (`name{label="value"} n` lines).
+pub fn metric_by_label(metrics: &str, name: &str) -> BTreeMap<String, u64> {
+    metrics
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+            let (labels, value) = rest.split_once("} ")?;
+            let (_, label) = labels.split_once("=\"")?;
+            Some((label.trim_end_matches('"').to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Status and JSON body of `/readyz` at `addr`.
+pub async fn readyz(addr: std::net::SocketAddr) -> (u16, serde_json::Value) {
+    let response = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, failing with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A UsageEvent of cluster `cluster` with cpu measurements (core seconds) over `[start, end)`.
+pub fn usage(
+    id: &str,
+    cluster: &str,
+    namespace: Option<&str>,
+    start: i64,
+    end: i64,
+    m: &[(MeasurementKind, f64)],
+) -> UsageEvent {
+    UsageEvent {
+        specversion: "1.0".into(),
+        id: id.into(),
+        source: "//test/exact".into(),
+        event_type: "io.ferrisdx.usage.v1".into(),
+        time: end,
+        start,
+        end,
+        subject: WorkloadSubject {
+            cluster_id: cluster.into(),
+            namespace: namespace.map(str::to_owned),
+            ..Default::default()
+        },
+        measurements: m
+            .iter()
+            .map(|&(kind, quantity)| Measurement {
+                resource: "cpu".into(),
+                kind,
+                quantity,
+                unit: "core_seconds".into(),
+            })
+            .collect(),
+    }
+}
+
+/// A final EUR bill line (revision 1) of `cluster` over `start..end`.
+pub fn cost(
+    id: &str,
+    provider: &str,
+    cluster: &str,
+    namespace: Option<&str>,
+    (start, end): (i64, i64),
+    micros: i64,
+    category: CostCategory,
+) -> CostEvent {
+    CostEvent {
+        specversion: "1.0".into(),
+        id: id.into(),
+        source: "//test/bill".into(),
+        event_type: "io.ferrisdx.cost.v1".into(),
+        time: end,
+        revision: 1,
+        provider: provider.into(),
+        billing_account_id: "acct".into(),
+        sub_account_id: None,
+        cluster_id: Some(cluster.into()),
+        namespace: namespace.map(str::to_owned),
+        charge_period_start: start,
+        charge_period_end: end,
+        billed_cost_micros: micros,
+        effective_cost_micros: micros,
+        billing_currency: "EUR".into(),
+        category,
+        cost_status: CostStatus::Final,
+        service_name: None,
+        sku_id: None,
+        resource_id: None,
+        labels: BTreeMap::new(),
+    }
+}
+
+/// Largest-remainder split, written out independently of the tracker's implementation.
+pub fn split(amount: i64, weights: &[i64]) -> Vec<i64> {
+    let total: i64 = weights.iter().sum();
+    let mut parts: Vec<i64> = weights.iter().map(|w| amount * w / total).collect();
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(amount * weights[i] % total), i));
+    let left = amount - parts.iter().sum::<i64>();
+    for &i in order.iter().take(left as usize) {
+        parts[i] += 1;
+    }
+    parts
+}
+
+/// `usage-tracker` as a child process with none of the configuration variables of the test's
+/// environment (`USAGE_TRACKER*`, `KAFKA_BOOTSTRAP_SERVERS`, `SCHEMA_REGISTRY_*`,
+/// `DATABASE_URL`).
+pub fn tracker_without_configuration_env() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_usage-tracker"));
+    for (name, _) in std::env::vars_os() {
+        let configures = name.to_str().is_some_and(|name| {
+            name.starts_with("USAGE_TRACKER")
+                || name.starts_with("SCHEMA_REGISTRY_")
+                || ["KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"].contains(&name)
+        });
+        if configures {
+            command.env_remove(name);
+        }
+    }
+    command.kill_on_drop(true);
+    command
 }
