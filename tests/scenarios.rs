@@ -121,7 +121,7 @@ async fn prepare(name: &str) -> Run {
     }
     elastic.insert("group_id".into(), common::unique("elastic").into());
     elastic.insert("batch_timeout".into(), "100ms".into());
-    let mut stack: toml::Table = toml::from_str(&format!(
+    let stack: toml::Table = toml::from_str(&format!(
         r#"
         [http]
         listen = "127.0.0.1:0"
@@ -241,6 +241,8 @@ struct Usage {
     memory_used: f64,
     memory_requested: f64,
     storage_requested: f64,
+    network_rx: f64,
+    network_tx: f64,
 }
 
 /// What Postgres holds, per (cluster, namespace).
@@ -284,6 +286,8 @@ async fn books(database_url: &str) -> Books {
                         (usage.memory_used + used, usage.memory_requested + requested)
                 }
                 "storage" => usage.storage_requested += requested,
+                "network_rx" => usage.network_rx += used,
+                "network_tx" => usage.network_tx += used,
                 _ => {}
             }
         }
@@ -314,6 +318,8 @@ struct Expected {
 fn expected_usage(run: &Run, cluster_of_topic: &BTreeMap<String, String>) -> Expected {
     let mut e = Expected::default();
     let mut window_usage: BTreeMap<(String, String, i64), Usage> = BTreeMap::new();
+    // Pod uid -> (cluster, namespace, first and last cumulative rx and tx).
+    let mut counters: BTreeMap<String, (String, String, (f64, f64), (f64, f64))> = BTreeMap::new();
     for scenario_topic in run.topics.keys() {
         let docs = std::fs::read_to_string(
             run.files()
@@ -355,6 +361,20 @@ fn expected_usage(run: &Run, cluster_of_topic: &BTreeMap<String, String>) -> Exp
                             u.cpu_requested += f(&c["cpu"]["request"]["cores"]) * period;
                             u.memory_requested += f(&c["memory"]["request"]["bytes"]) * period;
                         }
+                        "pod" => {
+                            let reading = (
+                                f(&k["pod"]["network"]["rx"]["bytes"]),
+                                f(&k["pod"]["network"]["tx"]["bytes"]),
+                            );
+                            let uid = k["pod"]["uid"].as_str().unwrap().to_owned();
+                            let entry = counters.entry(uid).or_insert((
+                                cluster.clone(),
+                                k["namespace"].as_str().unwrap().to_owned(),
+                                reading,
+                                reading,
+                            ));
+                            entry.3 = reading;
+                        }
                         "state_persistentvolumeclaim" => {
                             let bytes =
                                 f(&k["persistentvolumeclaim"]["request_storage"]["bytes"]) * period;
@@ -366,6 +386,12 @@ fn expected_usage(run: &Run, cluster_of_topic: &BTreeMap<String, String>) -> Exp
                 }
             }
         }
+    }
+    // Cumulative counters: what a pod sent and received is its last reading minus its first.
+    for (_, (cluster, ns, first, last)) in counters {
+        let total = e.usage.entry((cluster, ns)).or_default();
+        total.network_rx += last.0 - first.0;
+        total.network_tx += last.1 - first.1;
     }
     for ((cluster, ns, window), u) in window_usage {
         e.cpu_allocated

@@ -28,7 +28,7 @@ use tracing::{info, warn};
 
 use crate::config::Settings;
 use crate::http::{self, Health};
-use crate::ingest::ecs::{EcsNormaliser, EcsOutcome};
+use crate::ingest::ecs::{EcsNormaliser, EcsOutcome, NetworkCounters};
 use crate::ingest::{DeadLetterReason, Rejection};
 use crate::kafka::TopicSpec;
 use crate::metrics::{counts, ElasticMetrics};
@@ -40,6 +40,10 @@ use crate::standard::UsageEvent;
 const QUIET_PERIOD: Duration = Duration::from_secs(1);
 /// The longest `--until-caught-up` keeps reading after reaching the high watermarks.
 const CATCH_UP_GRACE: Duration = Duration::from_secs(10);
+/// Pods whose last network reading is kept before old ones are forgotten.
+const MAX_PODS_WITH_COUNTERS: usize = 100_000;
+/// How long the last network reading of a silent pod is kept once that many are.
+const COUNTER_MEMORY_MS: i64 = 3_600_000;
 /// Longest wait for one message before the loop looks at batches, shutdown and progress.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -108,6 +112,8 @@ impl fmt::Display for ElasticSummary {
 /// One input topic.
 struct Input {
     normaliser: EcsNormaliser,
+    /// Last network counter reading per pod of this topic.
+    network: NetworkCounters,
 }
 
 /// Next offset to read, per partition, and whether it is committed yet.
@@ -286,7 +292,13 @@ async fn ingest(
     for topic in &elastic.topics {
         let normaliser = EcsNormaliser::new(elastic.ecs_settings(topic))
             .with_context(|| format!("[elastic] settings of {topic}"))?;
-        inputs.insert(topic.clone(), Input { normaliser });
+        inputs.insert(
+            topic.clone(),
+            Input {
+                normaliser,
+                network: NetworkCounters::default(),
+            },
+        );
     }
     let metrics = ElasticMetrics::new();
     for topic in &elastic.topics {
@@ -429,6 +441,17 @@ fn take(
         Ok(EcsOutcome::Usage(event)) => batch.events.push(event),
         Ok(EcsOutcome::Skipped(metricset)) => metrics.skipped.with_label_values(&[metricset]).inc(),
         Ok(EcsOutcome::Empty(metricset)) => metrics.empty.with_label_values(&[metricset]).inc(),
+        Ok(EcsOutcome::PodNetwork(sample)) => {
+            let time = sample.time;
+            match input.network.delta(sample) {
+                Some(event) => batch.events.push(event),
+                // The pod's first reading: the baseline for the next.
+                None => metrics.skipped.with_label_values(&["pod"]).inc(),
+            }
+            if input.network.len() > MAX_PODS_WITH_COUNTERS {
+                input.network.forget_older_than(time - COUNTER_MEMORY_MS);
+            }
+        }
         Err(rejection) => {
             metrics
                 .dead_letters

@@ -500,6 +500,8 @@ fn cluster_documents(
 ) {
     let period_ms = i64::from(period_s) * 1000;
     let end = start + i64::from(hours) * HOUR_MS;
+    // Cumulative network bytes per pod incarnation, as the kubelet counts them.
+    let mut network: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     let mut t = start + period_ms;
     while t <= end {
         for node in &cluster.nodes {
@@ -526,11 +528,13 @@ fn cluster_documents(
                 let restarted = workload.restarts && replica == 0 && t > start + (end - start) / 2;
                 let pod = pod(workload, replica, restarted);
                 let node = &cluster.nodes[(w + replica as usize) % cluster.nodes.len()];
+                let mut pod_busy = 0.0;
                 for spec in &workload.containers {
                     let busy = match workload.activity {
                         Activity::Idle => 0.001,
                         _ => spec.busy * (0.75 + 0.5 * rng.next_f64()),
                     };
+                    pod_busy += busy;
                     let cores = (spec.cpu_request * busy).min(spec.cpu_limit);
                     let memory = (spec.memory_request_gib * (0.6 + 0.5 * busy.min(1.0)))
                         .min(spec.memory_limit_gib)
@@ -550,6 +554,19 @@ fn cluster_documents(
                         cluster, workload, &pod, &node.name, spec, t, period_s, restarted,
                     ));
                 }
+                let uid = pod_uid(cluster, workload.namespace, &pod.name, pod.incarnation);
+                let counters = network.entry(uid).or_insert_with(|| {
+                    // Bytes already counted when the pod was first seen.
+                    (
+                        (rng.next_f64() * 1e6).round(),
+                        (rng.next_f64() * 1e5).round(),
+                    )
+                });
+                counters.0 += (pod_busy * 200_000.0 * f64::from(period_s)).round();
+                counters.1 += (pod_busy * 50_000.0 * f64::from(period_s)).round();
+                out.push(pod_document(
+                    cluster, workload, &pod, &node.name, t, period_s, *counters,
+                ));
                 if workload.volume_gib > 0.0 {
                     out.push(pvc_document(cluster, workload, replica, t, period_s));
                 }
@@ -654,6 +671,26 @@ fn state_container_document(
         "memory": {"request": {"bytes": spec.memory_request_gib * GIB}, "limit": {"bytes": spec.memory_limit_gib * GIB}},
         "status": {"ready": true, "phase": "running", "restarts": u32::from(restarted)},
     });
+    doc["kubernetes"] = k8s;
+    doc.to_string()
+}
+
+/// The kubelet's `pod` document: read for its cumulative network counters (cpu and memory are
+/// taken from `container`).
+fn pod_document(
+    cluster: &Cluster,
+    workload: &Workload,
+    pod: &Pod,
+    node: &str,
+    t: EpochMillis,
+    period_s: u32,
+    (rx, tx): (f64, f64),
+) -> String {
+    let mut doc = base_document(cluster, "pod", t, period_s);
+    let mut k8s = workload_metadata(cluster, workload, pod, node);
+    k8s["pod"]["network"] =
+        json!({"rx": {"bytes": rx, "errors": 0}, "tx": {"bytes": tx, "errors": 0}});
+    k8s["pod"]["status"] = json!({"phase": "running", "ready": "true"});
     doc["kubernetes"] = k8s;
     doc.to_string()
 }
@@ -951,6 +988,9 @@ mod tests {
                             assert!(!event.measurements.is_empty());
                             assert!(event.start >= START && event.end <= input.end);
                         }
+                        Ok(EcsOutcome::PodNetwork(sample)) => {
+                            assert!(sample.rx > 0.0 && sample.tx > 0.0);
+                        }
                         other => panic!("{name}: {doc} gave {other:?}"),
                     }
                 }
@@ -972,8 +1012,8 @@ mod tests {
         let bob = |docs: &[String]| docs.iter().filter(|d| d.contains("jupyter-bob")).count();
         assert_eq!(
             bob(onprem),
-            2 * 6 * 2,
-            "2 hours x 6 samples x (container + state)"
+            2 * 6 * 3,
+            "2 hours x 6 samples x (container, state_container, pod)"
         );
         assert_eq!(
             input.bills.len(),

@@ -21,11 +21,12 @@
 //! A gauge `v` sampled every `p` seconds at `t` is `v × p` over `[t − p, t)`; `p` is
 //! `metricset.period` (ms) or the configured default. The event id is a hash of the document's
 //! identity and time, so a redelivered document gets the same id and is counted once downstream.
-//! Pod network counters are cumulative and not accounted (see `docs/elastic-agent.md`).
+//! Pod network counters are cumulative: [`NetworkCounters`] turns consecutive readings into usage.
 //!
 //! Parsing borrows from the payload: a document costs no allocation until it becomes an event.
 
 use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::{Duration, UNIX_EPOCH};
@@ -132,6 +133,9 @@ pub enum EcsOutcome {
     /// An accounted metricset whose document carries none of the accounted fields (e.g. a
     /// container without requests or limits); the label is the metricset name.
     Empty(&'static str),
+    /// A `pod` document read for its cumulative network counters only (cpu and memory come from
+    /// `container`): [`NetworkCounters`] makes usage of consecutive readings.
+    PodNetwork(PodNetworkSample),
 }
 
 /// Turns ECS documents into [`UsageEvent`]s.
@@ -230,8 +234,13 @@ impl EcsNormaliser {
             self.settings.usage_from,
             self.settings.capacity_from,
         ) {
-            (Metricset::Pod, UsageSource::Container, _)
-            | (Metricset::Container, UsageSource::Pod, _)
+            (Metricset::Pod, UsageSource::Container, _) => {
+                return Ok(match self.pod_network(&doc)? {
+                    Some(sample) => EcsOutcome::PodNetwork(sample),
+                    None => EcsOutcome::Skipped(metricset.name()),
+                });
+            }
+            (Metricset::Container, UsageSource::Pod, _)
             | (Metricset::Node, _, CapacitySource::StateNode)
             | (Metricset::StateNode, _, CapacitySource::Node) => {
                 return Ok(EcsOutcome::Skipped(metricset.name()))
@@ -254,20 +263,7 @@ impl EcsNormaliser {
         }
         let end = timestamp(&doc)?;
         let k8s = doc.kubernetes.as_ref();
-        let cluster = doc.orchestrator.as_ref().and_then(|o| o.cluster.as_ref());
-        let cluster_name = cluster.and_then(|c| non_empty(&c.name));
-        let cluster_id = cluster
-            .and_then(|c| non_empty(&c.id))
-            .or(cluster_name)
-            .or(self.settings.default_cluster_id.as_deref())
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| {
-                reject(
-                    DeadLetterReason::InvalidEvent,
-                    "no cluster identity: orchestrator.cluster.id and .name are absent and no \
-                     default cluster id is configured for this input",
-                )
-            })?;
+        let (cluster_id, cluster_name) = self.cluster(&doc)?;
         let namespace = if metricset.is_node() {
             None
         } else {
@@ -340,6 +336,170 @@ impl EcsNormaliser {
             },
             measurements,
         }))
+    }
+}
+
+impl EcsNormaliser {
+    /// `(cluster id, cluster name)`: `orchestrator.cluster.id`, else `.name`, else the input's
+    /// default cluster id.
+    fn cluster<'d>(&'d self, doc: &'d Doc<'_>) -> Result<(&'d str, Option<&'d str>), Rejection> {
+        let cluster = doc.orchestrator.as_ref().and_then(|o| o.cluster.as_ref());
+        let cluster_name = cluster.and_then(|c| non_empty(&c.name));
+        let cluster_id = cluster
+            .and_then(|c| non_empty(&c.id))
+            .or(cluster_name)
+            .or(self.settings.default_cluster_id.as_deref())
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                reject(
+                    DeadLetterReason::InvalidEvent,
+                    "no cluster identity: orchestrator.cluster.id and .name are absent and no \
+                     default cluster id is configured for this input",
+                )
+            })?;
+        Ok((cluster_id, cluster_name))
+    }
+
+    /// The cumulative network counters of a `pod` document, if it has any.
+    fn pod_network(&self, doc: &Doc<'_>) -> Result<Option<PodNetworkSample>, Rejection> {
+        let k8s = doc.kubernetes.as_ref();
+        let pod = k8s.and_then(|k| k.pod.as_ref());
+        let Some(network) = pod.and_then(|p| p.network.as_ref()) else {
+            return Ok(None);
+        };
+        let counter = |b: &Option<Bytes>, field: &str| -> Result<Option<f64>, Rejection> {
+            match b.as_ref().and_then(|b| b.bytes) {
+                Some(v) if !v.is_finite() || v < 0.0 => Err(reject(
+                    DeadLetterReason::InvalidEvent,
+                    format!("{field} is {v}: must be a finite, non-negative number"),
+                )),
+                v => Ok(v),
+            }
+        };
+        let rx = counter(&network.rx, "kubernetes.pod.network.rx.bytes")?;
+        let tx = counter(&network.tx, "kubernetes.pod.network.tx.bytes")?;
+        if rx.is_none() && tx.is_none() {
+            return Ok(None);
+        }
+        let time = timestamp(doc)?;
+        let (cluster_id, cluster_name) = self.cluster(doc)?;
+        let namespace = k8s.and_then(|k| non_empty(&k.namespace)).ok_or_else(|| {
+            reject(
+                DeadLetterReason::NoNamespace,
+                "pod document without kubernetes.namespace",
+            )
+        })?;
+        let pod_name = pod.and_then(|p| non_empty(&p.name));
+        let pod_uid = pod.and_then(|p| non_empty(&p.uid));
+        let (workload_kind, workload_name) = k8s.and_then(Kubernetes::owner).unzip();
+        let owned = |s: Option<&str>| s.map(str::to_owned);
+        Ok(Some(PodNetworkSample {
+            pod: format!(
+                "{cluster_id}/{namespace}/{}",
+                pod_uid.or(pod_name).unwrap_or_default()
+            ),
+            time,
+            rx: rx.unwrap_or(0.0),
+            tx: tx.unwrap_or(0.0),
+            source: self.settings.source.clone(),
+            subject: WorkloadSubject {
+                cluster_id: cluster_id.to_owned(),
+                cluster_name: owned(cluster_name),
+                namespace: Some(namespace.to_owned()),
+                pod_name: owned(pod_name),
+                pod_uid: owned(pod_uid),
+                container_name: None,
+                node_name: owned(
+                    k8s.and_then(|k| k.node.as_ref())
+                        .and_then(|n| non_empty(&n.name)),
+                ),
+                workload_kind: owned(workload_kind),
+                workload_name: owned(workload_name),
+                labels: BTreeMap::new(),
+            },
+        }))
+    }
+}
+
+/// One reading of a pod's cumulative network counters (bytes since the pod started).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodNetworkSample {
+    /// `cluster/namespace/pod uid (or name)`: whose counters these are.
+    pub pod: String,
+    /// When they were read.
+    pub time: EpochMillis,
+    /// Bytes received since the pod started.
+    pub rx: f64,
+    /// Bytes sent since the pod started.
+    pub tx: f64,
+    /// CloudEvents source of the events made from it.
+    pub source: String,
+    /// The pod, as events name it.
+    pub subject: WorkloadSubject,
+}
+
+/// Turns cumulative pod network counters into network usage between consecutive readings.
+///
+/// Keeps the last reading per pod: the first reading of a pod (or the first after a restart of
+/// this process) gives nothing, each later one the bytes since the previous one, over
+/// `[previous time, time)`. A counter that went down was reset (the pod's network namespace was
+/// recreated): the delta is then the new value. Readings older than the last are ignored (a
+/// redelivery), so as long as a pod's documents arrive in order (one Kafka partition per pod:
+/// `partition.hash` on `kubernetes.pod.uid` in the agent's Kafka output), every byte is counted
+/// once; event ids depend on the pod and both readings' times, so a re-read after a crash
+/// publishes the same events.
+#[derive(Debug, Default)]
+pub struct NetworkCounters {
+    last: HashMap<String, (EpochMillis, f64, f64)>,
+}
+
+impl NetworkCounters {
+    /// The network usage since the pod's previous reading, if there is one.
+    pub fn delta(&mut self, sample: PodNetworkSample) -> Option<UsageEvent> {
+        let previous = self.last.get(&sample.pod).copied();
+        if previous.is_some_and(|(t, _, _)| t >= sample.time) {
+            return None;
+        }
+        self.last
+            .insert(sample.pod.clone(), (sample.time, sample.rx, sample.tx));
+        let (start, rx0, tx0) = previous?;
+        let grown = |now: f64, before: f64| if now >= before { now - before } else { now };
+        let (rx, tx) = (grown(sample.rx, rx0), grown(sample.tx, tx0));
+        let start_text = start.to_string();
+        let id = event_id(&[Some("pod_network"), Some(&sample.pod), Some(&start_text)])
+            .with_time(sample.time);
+        let measurement = |resource: &str, quantity: f64| Measurement {
+            resource: resource.to_owned(),
+            kind: MeasurementKind::Usage,
+            quantity,
+            unit: "bytes".to_owned(),
+        };
+        Some(UsageEvent {
+            specversion: SPEC_VERSION.to_owned(),
+            id,
+            source: sample.source,
+            event_type: USAGE_EVENT_TYPE.to_owned(),
+            time: sample.time,
+            start,
+            end: sample.time,
+            subject: sample.subject,
+            measurements: vec![measurement("network_rx", rx), measurement("network_tx", tx)],
+        })
+    }
+
+    /// Forgets pods not read since `before` (deleted pods), bounding the state.
+    pub fn forget_older_than(&mut self, before: EpochMillis) {
+        self.last.retain(|_, (t, _, _)| *t >= before);
+    }
+
+    /// Pods with a reading.
+    pub fn len(&self) -> usize {
+        self.last.len()
+    }
+
+    /// Whether no pod has a reading.
+    pub fn is_empty(&self) -> bool {
+        self.last.is_empty()
     }
 }
 
@@ -796,6 +956,13 @@ struct PodDoc<'a> {
     uid: Option<Text<'a>>,
     cpu: Option<CpuDoc>,
     memory: Option<MemoryDoc>,
+    network: Option<NetworkDoc>,
+}
+
+#[derive(Deserialize)]
+struct NetworkDoc {
+    rx: Option<Bytes>,
+    tx: Option<Bytes>,
 }
 
 #[derive(Deserialize)]
@@ -1081,6 +1248,8 @@ mod tests {
     #[derive(Debug, Clone, Copy, PartialEq)]
     enum Expect {
         Event,
+        /// A pod's network counter reading.
+        Network,
         Skipped(&'static str),
         Empty(&'static str),
         Rejected(DeadLetterReason),
@@ -1127,10 +1296,10 @@ mod tests {
             "integrations/node/sample_event.json",
             Expect::Skipped("node"),
         ),
-        ("integrations/pod/sample_event.json", Expect::Skipped("pod")),
+        ("integrations/pod/sample_event.json", Expect::Network),
         (
             "integrations/pod/versions/0bd978f9/sample_event.json",
-            Expect::Skipped("pod"),
+            Expect::Network,
         ),
         (
             "integrations/state_container/sample_event.json",
@@ -1186,6 +1355,7 @@ mod tests {
         for (path, expected) in EVERY_DOCUMENT {
             let got = match n.normalise(&fixture(path)) {
                 Ok(EcsOutcome::Usage(_)) => Expect::Event,
+                Ok(EcsOutcome::PodNetwork(_)) => Expect::Network,
                 Ok(EcsOutcome::Skipped(m)) => Expect::Skipped(m),
                 Ok(EcsOutcome::Empty(m)) => Expect::Empty(m),
                 Err(r) => Expect::Rejected(r.reason),
@@ -2048,9 +2218,9 @@ mod tests {
             );
         }
         // A skipped document costs no more.
-        let doc = compact(&fixture("integrations/pod/sample_event.json"));
+        let doc = compact(&fixture("integrations/state_pod/sample_event.json"));
         let before = allocations::count();
-        assert_eq!(n.normalise(&doc), Ok(EcsOutcome::Skipped("pod")));
+        assert_eq!(n.normalise(&doc), Ok(EcsOutcome::Skipped("state_pod")));
         let allocated = allocations::count() - before;
         assert!(allocated <= 2, "skipping allocated {allocated} times");
     }
@@ -2091,5 +2261,97 @@ mod tests {
                 rounds as f64 / baseline.as_secs_f64()
             );
         }
+    }
+
+    fn pod_network_doc(time: &str, rx: f64, tx: f64) -> Vec<u8> {
+        bytes(&json!({
+            "@timestamp": time,
+            "metricset": {"name": "pod", "period": 10000},
+            "event": {"module": "kubernetes"},
+            "orchestrator": {"cluster": {"name": "gke-prod-1"}},
+            "kubernetes": {
+                "namespace": "project-a",
+                "pod": {
+                    "name": "api-0",
+                    "uid": "9e1f5c1a",
+                    "cpu": {"usage": {"nanocores": 1_000_000}},
+                    "network": {"rx": {"bytes": rx, "errors": 0}, "tx": {"bytes": tx, "errors": 0}}
+                },
+                "statefulset": {"name": "api"}
+            }
+        }))
+    }
+
+    fn network_sample(n: &EcsNormaliser, doc: &[u8]) -> PodNetworkSample {
+        match n.normalise(doc) {
+            Ok(EcsOutcome::PodNetwork(sample)) => sample,
+            other => panic!("expected a network reading, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pod_network_counters_become_usage_between_readings() {
+        let n = default_normaliser();
+        let mut counters = NetworkCounters::default();
+        let read = |t: &str, rx: f64, tx: f64| network_sample(&n, &pod_network_doc(t, rx, tx));
+        assert_eq!(
+            counters.delta(read("2025-06-02T08:00:10Z", 1000.0, 500.0)),
+            None,
+            "the first reading is the baseline"
+        );
+        let e = counters
+            .delta(read("2025-06-02T08:00:20Z", 4000.0, 700.0))
+            .unwrap();
+        assert_eq!((e.start, e.end), (1_748_851_210_000, 1_748_851_220_000));
+        assert_eq!(
+            quantities(&e),
+            vec![("network_rx", Usage, 3000.0), ("network_tx", Usage, 200.0)]
+        );
+        assert!(e.measurements.iter().all(|m| m.unit == "bytes"));
+        assert_eq!(e.subject.namespace.as_deref(), Some("project-a"));
+        assert_eq!(e.subject.workload_kind.as_deref(), Some("StatefulSet"));
+        // A redelivered older reading changes nothing; a reset counter counts from zero.
+        assert_eq!(
+            counters.delta(read("2025-06-02T08:00:10Z", 1000.0, 500.0)),
+            None
+        );
+        let reset = counters
+            .delta(read("2025-06-02T08:00:30Z", 50.0, 10.0))
+            .unwrap();
+        assert_eq!(
+            quantities(&reset),
+            vec![("network_rx", Usage, 50.0), ("network_tx", Usage, 10.0)]
+        );
+        // The same readings in another process give the same event ids (dedup downstream).
+        let mut again = NetworkCounters::default();
+        again.delta(read("2025-06-02T08:00:10Z", 1000.0, 500.0));
+        assert_eq!(
+            again
+                .delta(read("2025-06-02T08:00:20Z", 4000.0, 700.0))
+                .unwrap()
+                .id,
+            e.id
+        );
+        counters.forget_older_than(1_748_851_230_001);
+        assert!(counters.is_empty());
+    }
+
+    #[test]
+    fn bad_network_counters_are_invalid_and_pods_without_them_are_skipped() {
+        let n = default_normaliser();
+        let r = rejection(&n, &pod_network_doc("2025-06-02T08:00:10Z", -1.0, 0.0));
+        assert_eq!(r.reason, DeadLetterReason::InvalidEvent);
+        assert!(
+            r.detail.contains("kubernetes.pod.network.rx.bytes"),
+            "{}",
+            r.detail
+        );
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(&pod_network_doc("2025-06-02T08:00:10Z", 1.0, 1.0)).unwrap();
+        doc["kubernetes"]["pod"]
+            .as_object_mut()
+            .unwrap()
+            .remove("network");
+        assert_eq!(n.normalise(&bytes(&doc)), Ok(EcsOutcome::Skipped("pod")));
     }
 }
