@@ -319,7 +319,8 @@ fn expected_usage(run: &Run, cluster_of_topic: &BTreeMap<String, String>) -> Exp
     let mut e = Expected::default();
     let mut window_usage: BTreeMap<(String, String, i64), Usage> = BTreeMap::new();
     // Pod uid -> (cluster, namespace, first and last cumulative rx and tx).
-    let mut counters: BTreeMap<String, (String, String, (f64, f64), (f64, f64))> = BTreeMap::new();
+    type Readings = (String, String, (f64, f64), (f64, f64));
+    let mut counters: BTreeMap<String, Readings> = BTreeMap::new();
     for scenario_topic in run.topics.keys() {
         let docs = std::fs::read_to_string(
             run.files()
