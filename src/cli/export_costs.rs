@@ -95,50 +95,42 @@ pub struct ExportArgs {
 }
 
 impl ExportCostsCommand {
+    fn common(&self) -> &ExportArgs {
+        match self {
+            ExportCostsCommand::Gcp { common, .. }
+            | ExportCostsCommand::Focus { common, .. }
+            | ExportCostsCommand::RateCard { common, .. } => common,
+        }
+    }
+
     pub(super) async fn run(self) -> anyhow::Result<ExitCode> {
-        let (common, lines, mut summary) = match self {
-            ExportCostsCommand::Gcp {
-                common,
-                format,
-                files,
-            } => {
-                let settings = Settings::load(common.config.as_deref())?;
-                let options = settings.export_options(common.revision, now_ms()?)?;
-                let (lines, summary) = read_files(&files, common.strict, |path, input| {
+        let common = self.common();
+        let settings = Settings::load(common.config.as_deref())?;
+        let options = settings.export_options(common.revision, now_ms()?)?;
+        let (lines, mut summary) = match &self {
+            ExportCostsCommand::Gcp { format, files, .. } => {
+                read_files(files, common.strict, |path, input| {
                     let format = match format {
                         Some(GcpFormatArg::Csv) => GcpFormat::Csv,
                         Some(GcpFormatArg::Jsonl) => GcpFormat::JsonLines,
                         None => GcpFormat::from_path(path).unwrap_or(GcpFormat::JsonLines),
                     };
                     Box::new(read_gcp(input, format, &options))
-                })?;
-                (common, lines, summary)
+                })?
             }
-            ExportCostsCommand::Focus { common, files } => {
-                let settings = Settings::load(common.config.as_deref())?;
-                let options = settings.export_options(common.revision, now_ms()?)?;
-                let (lines, summary) = read_files(&files, common.strict, |_, input| {
+            ExportCostsCommand::Focus { files, .. } => {
+                read_files(files, common.strict, |_, input| {
                     Box::new(read_focus(input, &options))
-                })?;
-                (common, lines, summary)
+                })?
             }
-            ExportCostsCommand::RateCard {
-                common,
-                card,
-                from,
-                to,
-            } => {
-                let settings = Settings::load(common.config.as_deref())?;
-                let options = settings.export_options(common.revision, now_ms()?)?;
-                let (lines, summary) = rate_card(&settings, &card, (from, to), &options).await?;
-                (common, lines, summary)
+            ExportCostsCommand::RateCard { card, from, to, .. } => {
+                rate_card(&settings, card, (*from, *to), &options).await?
             }
         };
         let Some(lines) = lines else {
             eprintln!("{summary}");
             return Ok(ExitCode::FAILURE);
         };
-        let settings = Settings::load(common.config.as_deref())?;
         let lines = with_scope_clusters(&settings, lines);
         summary.count(&lines);
         if common.dry_run {
@@ -269,6 +261,7 @@ async fn rate_card(
     (from, to): (humantime::Timestamp, humantime::Timestamp),
     options: &ExportOptions,
 ) -> anyhow::Result<(Option<Vec<CostEvent>>, ExportSummary)> {
+    // Never `None`: no row of a rate card can be malformed; only read_files stops early.
     let text =
         std::fs::read_to_string(card).with_context(|| format!("reading {}", card.display()))?;
     let card: RateCardBill =
