@@ -712,6 +712,18 @@ mod tests {
     }
 
     #[test]
+    fn the_hybrid_scenarios_rate_card_is_valid() {
+        let card: RateCardBill = toml::from_str(include_str!(
+            "../../deploy/scenarios/hybrid-onprem-gcp/rate-card.toml"
+        ))
+        .unwrap();
+        card.validate().unwrap();
+        assert_eq!(card.cluster_id, "onprem-dc1");
+        let pools: Vec<&str> = card.node_pools.iter().map(|p| p.pool.as_str()).collect();
+        assert_eq!(pools, ["standard", "highmem"]);
+    }
+
+    #[test]
     fn calendar_arithmetic_matches_known_dates() {
         assert_eq!(month_start(1970, 1), 0);
         assert_eq!(month_start(2026, 11), NOV_2026);
