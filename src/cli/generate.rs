@@ -139,7 +139,8 @@ impl GenerateArgs {
     }
 }
 
-/// Publishes raw documents as an Elastic Agent Kafka output would: JSON values, no key.
+/// Publishes raw documents as the agents' Kafka output in deploy/elastic-agent/ does: JSON values,
+/// partitioned by `kubernetes.pod.uid` (here: keyed by it), so each pod's readings stay in order.
 async fn publish_documents(
     settings: &Settings,
     topic: &str,
@@ -147,7 +148,16 @@ async fn publish_documents(
 ) -> anyhow::Result<()> {
     let publisher = EventPublisher::new(settings)?;
     publisher.ensure_topic(topic).await?;
-    let messages = docs.iter().map(|doc| (None, doc.as_bytes()));
+    let keys: Vec<Option<String>> = docs.iter().map(|doc| pod_uid(doc)).collect();
+    let messages = docs
+        .iter()
+        .zip(&keys)
+        .map(|(doc, key)| (key.as_deref(), doc.as_bytes()));
     publisher.send(topic, messages, || {}).await?;
     Ok(())
+}
+
+fn pod_uid(doc: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(doc).ok()?;
+    value["kubernetes"]["pod"]["uid"].as_str().map(str::to_owned)
 }

@@ -444,8 +444,8 @@ fn clusters(name: &str) -> Option<Vec<Cluster>> {
                     billing: Billing::RateCard,
                     account: "dc1",
                     nodes: [
-                        nodes("dc1-std", "standard", 3, 16.0, 64.0),
-                        nodes("dc1-mem", "highmem", 1, 16.0, 128.0),
+                        nodes("dc1-std", "standard", 3, 16.0, 32.0),
+                        nodes("dc1-mem", "highmem", 1, 8.0, 64.0),
                     ]
                     .concat(),
                     workloads: onprem,
