@@ -11,7 +11,8 @@
 //! (property-tested in this module): varints of at most 10 bytes, strings with a non-negative
 //! length within the allocation limit and valid UTF-8, union and enum indexes in range,
 //! array and map blocks with negative counts followed by a byte size, and bytes after the record
-//! are ignored. Bounds are checked on every read; there is no `unsafe`.
+//! are ignored. Bounds are checked on every read; the one `unsafe` turns bytes already checked to
+//! be ASCII into a `str`.
 
 use std::collections::BTreeMap;
 
@@ -185,6 +186,12 @@ impl<'a> Reader<'a> {
             return Err(self.error("string longer than the allocation limit"));
         }
         let bytes = self.take(len)?;
+        if bytes.is_ascii() {
+            // The usual case, checked a word at a time; `from_utf8` goes byte by byte over short
+            // unaligned strings and was a fifth of this decoder's instructions.
+            // SAFETY: ASCII bytes are valid UTF-8.
+            return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+        }
         std::str::from_utf8(bytes).map_err(|_| self.error("string is not UTF-8"))
     }
 
