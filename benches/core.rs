@@ -274,6 +274,71 @@ fn bench_hot_path(c: &mut Criterion, hot: &HotPath) {
     group.finish();
 }
 
+/// `CORE_BENCH_ONCE=<stage>`: runs one hot-path stage once over the batch, outside criterion,
+/// for a load-independent instruction count of just that stage:
+///
+/// ```sh
+/// CORE_BENCH_ONCE=decode_ingest_apply valgrind --tool=callgrind \
+///     --toggle-collect='*once_decode_ingest_apply*' target/release/deps/core-<hash>
+/// ```
+fn run_once(hot: &HotPath, stage: &str) {
+    let store = hot.warm_store.clone();
+    match stage {
+        "decode" => once_decode(hot),
+        "ingest" => once_ingest(hot),
+        "apply" => drop(black_box(once_apply(hot, store))),
+        "decode_ingest_apply" => drop(black_box(once_decode_ingest_apply(hot, store))),
+        other => panic!("CORE_BENCH_ONCE={other}: not a hot_path stage"),
+    }
+}
+
+#[inline(never)]
+fn once_decode(hot: &HotPath) {
+    for payload in &hot.payloads {
+        black_box(hot.decoder.decode_cached(black_box(payload)));
+    }
+}
+
+#[inline(never)]
+fn once_ingest(hot: &HotPath) {
+    let skew = WindowConfig::default().future_skew_ms;
+    for event in &hot.events {
+        black_box(ingest::usage_sample(
+            black_box(event),
+            &Exclusions::default(),
+            NOW,
+            skew,
+        ))
+        .ok();
+    }
+}
+
+#[inline(never)]
+fn once_apply(hot: &HotPath, mut store: WindowStore) -> WindowStore {
+    for sample in &hot.samples {
+        black_box(store.apply(black_box(sample)));
+    }
+    store
+}
+
+#[inline(never)]
+fn once_decode_ingest_apply(hot: &HotPath, mut store: WindowStore) -> WindowStore {
+    let skew = WindowConfig::default().future_skew_ms;
+    for payload in &hot.payloads {
+        let event = hot
+            .decoder
+            .decode_cached(black_box(payload))
+            .expect("cached schema")
+            .expect("decodes");
+        if let Ok(Intake::Accepted(sample)) =
+            ingest::usage_sample(&event, &Exclusions::default(), NOW, skew)
+        {
+            black_box(store.apply(&sample));
+        }
+    }
+    store
+}
+
 /// A node's allocatable capacity over one sample period (a cluster-scoped event).
 fn capacity_sample(cluster: &str, node: usize, end: EpochMillis) -> Sample {
     let p = PERIOD_MS as f64 / 1000.0;
@@ -537,6 +602,10 @@ fn report_state_size() {
 }
 
 fn main() {
+    if let Ok(stage) = std::env::var("CORE_BENCH_ONCE") {
+        run_once(&HotPath::new(), &stage);
+        return;
+    }
     let mut c = Criterion::default().configure_from_args();
     // Only under `cargo bench`, not in `cargo test --benches` nor when profiling one benchmark.
     let args: Vec<String> = std::env::args().collect();

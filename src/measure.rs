@@ -61,7 +61,16 @@ impl Resource {
     /// assert_eq!(Resource::parse("x-acme-licenses"), None);
     /// ```
     pub fn parse(name: &str) -> Option<Resource> {
-        Resource::ALL.into_iter().find(|r| r.name() == name)
+        // A match compiles to length and byte compares, not a scan of every name.
+        match name {
+            "cpu" => Some(Resource::Cpu),
+            "memory" => Some(Resource::Memory),
+            "storage" => Some(Resource::Storage),
+            "network_rx" => Some(Resource::NetworkRx),
+            "network_tx" => Some(Resource::NetworkTx),
+            "gpu" => Some(Resource::Gpu),
+            _ => None,
+        }
     }
 
     /// Position in per-resource arrays.
@@ -207,6 +216,15 @@ mod tests {
         };
         assert_eq!((over.allocated(), over.unused()), (q(3.0), Quantity::ZERO));
         assert_eq!((under.allocated(), under.unused()), (q(2.0), q(1.0)));
+    }
+
+    #[test]
+    fn every_resource_parses_from_its_name() {
+        for r in Resource::ALL {
+            assert_eq!(Resource::parse(r.name()), Some(r));
+        }
+        assert_eq!(Resource::parse("CPU"), None);
+        assert_eq!(Resource::parse(""), None);
     }
 
     #[test]

@@ -858,9 +858,9 @@ async fn decode<T: crate::standard::StandardRecord>(
                 let reason = match &error {
                     WireError::NotFramed(_) => DeadLetterReason::NotAvro,
                     WireError::Registry(_) => DeadLetterReason::UnknownSchema,
-                    WireError::Incompatible { .. } | WireError::Avro { .. } => {
-                        DeadLetterReason::IncompatibleSchema
-                    }
+                    WireError::Incompatible { .. }
+                    | WireError::Avro { .. }
+                    | WireError::Malformed { .. } => DeadLetterReason::IncompatibleSchema,
                 };
                 return Err(Rejection {
                     reason,

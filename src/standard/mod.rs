@@ -2,6 +2,7 @@
 //! the schema registry.
 
 pub mod diff;
+pub mod fast;
 pub mod records;
 pub mod registry;
 pub mod schemas;

@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 use apache_avro::Schema;
 use serde::{de::DeserializeOwned, Serialize};
 
+use super::fast::{self, FastDecoder};
 use super::records::{CostEvent, UsageEvent, UsageRecord};
 
 /// A record type of the Usage Tracking Standard, tied to its Avro schema.
@@ -18,10 +19,17 @@ pub trait StandardRecord: Serialize + DeserializeOwned + Send + Sync + 'static {
 
     /// The parsed schema, parsed once per process.
     fn schema() -> &'static Schema;
+
+    /// A hand-written decoder for one exact writer schema, used instead of apache-avro's generic
+    /// deserializer for messages whose writer schema has its canonical form. `None` (the
+    /// default): every message goes through apache-avro.
+    fn fast_decoder() -> Option<FastDecoder<Self>> {
+        None
+    }
 }
 
 macro_rules! standard_record {
-    ($ty:ty, $file:literal, $name:literal, $topic:expr) => {
+    ($ty:ty, $file:literal, $name:literal, $topic:expr $(, fast: $fast:expr)?) => {
         impl StandardRecord for $ty {
             const SCHEMA_JSON: &'static str = include_str!(concat!("../../schemas/", $file));
             const FULL_NAME: &'static str = concat!("io.ferrisdx.usage.", $name);
@@ -37,6 +45,12 @@ macro_rules! standard_record {
                     ))
                 })
             }
+
+            $(
+                fn fast_decoder() -> Option<FastDecoder<Self>> {
+                    Some($fast)
+                }
+            )?
         }
     };
 }
@@ -45,7 +59,11 @@ standard_record!(
     UsageEvent,
     "usage_event.avsc",
     "UsageEvent",
-    topics::USAGE_EVENTS
+    topics::USAGE_EVENTS,
+    fast: FastDecoder {
+        canonical_form: fast::USAGE_EVENT_CANONICAL_FORM,
+        decode: fast::decode_usage_event,
+    }
 );
 standard_record!(
     CostEvent,

@@ -4,7 +4,9 @@
 //! schema under the topic's subject once and caches its id. Decoding fetches the writer schema of
 //! each id once (again through `schema_registry_converter`'s cache) and prepares a reader for it:
 //! schema resolution from the writer's schema to ours is worked out once per writer id, never per
-//! message, so old and new producers are both read.
+//! message, so old and new producers are both read. A writer schema that is exactly the one a
+//! record's hand-written decoder was written for (`UsageEvent`: [`super::fast`]) is read by that
+//! decoder instead of apache-avro's generic deserializer.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -19,6 +21,7 @@ use schema_registry_converter::avro_common::get_supplied_schema;
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::SubjectNameStrategy;
 
+use super::fast::MalformedBody;
 use super::schemas::StandardRecord;
 
 /// The first byte of every Confluent-framed message.
@@ -43,6 +46,15 @@ pub enum WireError {
         reader: &'static str,
         /// What the Avro library said.
         reason: String,
+    },
+    /// The body does not match its writer schema (found by the fast decoder of that schema).
+    #[error("avro body of schema {schema_id}: {source}")]
+    Malformed {
+        /// Registry id of the writer's schema.
+        schema_id: u32,
+        /// Where the body breaks the schema.
+        #[source]
+        source: MalformedBody,
     },
     /// The body does not match its writer schema.
     #[error("avro body of schema {schema_id}: {source}")]
@@ -109,13 +121,12 @@ impl<T: StandardRecord> RecordEncoder<T> {
 }
 
 /// A prepared reader, or why the writer schema cannot be read as ours.
-type CachedReader = Result<Arc<PreparedReader>, Arc<str>>;
+type CachedReader<T> = Result<Arc<PreparedReader<T>>, Arc<str>>;
 
 /// Decodes Confluent-framed messages written with any registered schema that can be read as `T`.
 pub struct RecordDecoder<T> {
     registry: AvroDecoder,
-    readers: RwLock<HashMap<u32, CachedReader>>,
-    _record: PhantomData<fn() -> T>,
+    readers: RwLock<HashMap<u32, CachedReader<T>>>,
 }
 
 impl<T: StandardRecord> RecordDecoder<T> {
@@ -124,57 +135,39 @@ impl<T: StandardRecord> RecordDecoder<T> {
         Self {
             registry: AvroDecoder::new(registry),
             readers: RwLock::new(HashMap::new()),
-            _record: PhantomData,
         }
     }
 
     /// Decodes one message, fetching its writer schema on first sight of its id.
     pub async fn decode(&self, payload: &[u8]) -> Result<T, WireError> {
         let (schema_id, body) = split_frame(payload)?;
-        let reader = match self.cached_reader(schema_id) {
-            Some(reader) => reader,
-            None => self.prepare(schema_id).await?,
-        };
-        match reader {
-            Ok(reader) => reader.read(schema_id, body),
-            Err(reason) => Err(WireError::Incompatible {
-                schema_id,
-                reader: T::FULL_NAME,
-                reason: reason.to_string(),
-            }),
+        if let Some(decoded) = self.read_cached(schema_id, body) {
+            return decoded;
         }
+        let reader = self.prepare(schema_id).await?;
+        read(&reader, schema_id, body)
     }
 
     /// Decodes a message whose schema id was seen before, without touching the network.
     /// Returns `None` when the id is new; use [`RecordDecoder::decode`] for that.
     pub fn decode_cached(&self, payload: &[u8]) -> Option<Result<T, WireError>> {
-        let (schema_id, body) = match split_frame(payload) {
-            Ok(split) => split,
-            Err(e) => return Some(Err(e)),
-        };
-        let reader = self.cached_reader(schema_id)?;
-        Some(match reader {
-            Ok(reader) => reader.read(schema_id, body),
-            Err(reason) => Err(WireError::Incompatible {
-                schema_id,
-                reader: T::FULL_NAME,
-                reason: reason.to_string(),
-            }),
-        })
+        match split_frame(payload) {
+            Ok((schema_id, body)) => self.read_cached(schema_id, body),
+            Err(e) => Some(Err(e)),
+        }
     }
 
-    fn cached_reader(&self, schema_id: u32) -> Option<CachedReader> {
-        self.readers
-            .read()
-            .expect("reader cache lock")
-            .get(&schema_id)
-            .cloned()
+    /// Reads `body` under the cache's read lock (shared, and only contended while a new schema
+    /// id is being added), without cloning the reader's `Arc`.
+    fn read_cached(&self, schema_id: u32, body: &[u8]) -> Option<Result<T, WireError>> {
+        let readers = self.readers.read().expect("reader cache lock");
+        Some(read(readers.get(&schema_id)?, schema_id, body))
     }
 
     /// Fetches the writer schema and works out how to read it as `T`. Registry failures are
     /// returned (and not cached: the registry may come back or learn the id); the verdict on
     /// compatibility is cached.
-    async fn prepare(&self, schema_id: u32) -> Result<CachedReader, WireError> {
+    async fn prepare(&self, schema_id: u32) -> Result<CachedReader<T>, WireError> {
         let writer = self.registry.get_schema(schema_id).await?.parsed.clone();
         let prepared = PreparedReader::new(writer, T::schema())
             .map(Arc::new)
@@ -187,43 +180,147 @@ impl<T: StandardRecord> RecordDecoder<T> {
     }
 }
 
-/// A reader for one writer schema, resolved once.
-struct PreparedReader {
-    datum: GenericDatumReader<'static>,
-    /// Writer and reader schema differ: decode to a value and resolve it.
-    resolves: bool,
+fn read<T: StandardRecord>(
+    reader: &CachedReader<T>,
+    schema_id: u32,
+    body: &[u8],
+) -> Result<T, WireError> {
+    match reader {
+        Ok(reader) => reader.read(schema_id, body),
+        Err(reason) => Err(WireError::Incompatible {
+            schema_id,
+            reader: T::FULL_NAME,
+            reason: reason.to_string(),
+        }),
+    }
 }
 
-impl PreparedReader {
+/// A reader for one writer schema, resolved once.
+enum PreparedReader<T> {
+    /// The writer schema is the one `T`'s hand-written decoder was written for.
+    Fast(fn(&[u8]) -> Result<T, MalformedBody>),
+    /// Writer and reader schema are the same: apache-avro's deserializer, no resolution.
+    Same(GenericDatumReader<'static>),
+    /// Writer and reader schema differ: decode to a value and resolve it.
+    Resolve(GenericDatumReader<'static>),
+}
+
+impl<T: StandardRecord> PreparedReader<T> {
     fn new(writer: Schema, reader: &'static Schema) -> Result<Self, String> {
         SchemaCompatibility::can_read(&writer, reader).map_err(|e| e.to_string())?;
-        let same = writer.canonical_form() == reader.canonical_form();
+        let writer_form = writer.canonical_form();
+        if let Some(fast) = T::fast_decoder() {
+            // Compared once per writer id: the fast decoder knows exactly one schema, and must
+            // also be reading into our own (it builds `T` without resolution).
+            if writer_form == fast.canonical_form && writer_form == reader.canonical_form() {
+                return Ok(Self::Fast(fast.decode));
+            }
+        }
+        let same = writer_form == reader.canonical_form();
         // Leaked on purpose: one schema per writer id ever seen, kept for the process lifetime
         // (the registry client caches them the same way), so the resolved reader can borrow it.
         let writer: &'static Schema = Box::leak(Box::new(writer));
         let builder = GenericDatumReader::builder(writer);
-        let datum = if same {
-            builder.build()
+        Ok(if same {
+            Self::Same(builder.build().map_err(|e| e.to_string())?)
         } else {
-            builder.reader_schema(reader).build()
-        }
-        .map_err(|e| e.to_string())?;
-        Ok(Self {
-            datum,
-            resolves: !same,
+            Self::Resolve(
+                builder
+                    .reader_schema(reader)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            )
         })
     }
 
-    fn read<T: StandardRecord>(&self, schema_id: u32, mut body: &[u8]) -> Result<T, WireError> {
+    fn read(&self, schema_id: u32, mut body: &[u8]) -> Result<T, WireError> {
         let avro = |source| WireError::Avro {
             schema_id,
             source: Box::new(source),
         };
-        if self.resolves {
-            let value = self.datum.read_value(&mut body).map_err(avro)?;
-            apache_avro::from_value(&value).map_err(avro)
-        } else {
-            self.datum.read_deser(&mut body).map_err(avro)
+        match self {
+            Self::Fast(decode) => {
+                decode(body).map_err(|source| WireError::Malformed { schema_id, source })
+            }
+            Self::Same(datum) => datum.read_deser(&mut body).map_err(avro),
+            Self::Resolve(datum) => {
+                let value = datum.read_value(&mut body).map_err(avro)?;
+                apache_avro::from_value(&value).map_err(avro)
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::standard::{CostEvent, UsageEvent};
+
+    fn usage_event() -> UsageEvent {
+        serde_json::from_value(serde_json::json!({
+            "specversion": "1.0", "id": "e1", "source": "//test", "type": "io.ferrisdx.usage.v1",
+            "time": 10_000, "start": 0, "end": 10_000,
+            "subject": {
+                "cluster_id": "c", "cluster_name": null, "namespace": "a", "pod_name": "p",
+                "pod_uid": null, "container_name": null, "node_name": null,
+                "workload_kind": null, "workload_name": null, "labels": {"app": "web"}
+            },
+            "measurements": [
+                {"resource": "cpu", "kind": "usage", "quantity": 2.5, "unit": "core_seconds"}
+            ]
+        }))
+        .unwrap()
+    }
+
+    fn body(schema: &Schema, value: &impl serde::Serialize) -> Vec<u8> {
+        apache_avro::writer::datum::GenericDatumWriter::builder(schema)
+            .build()
+            .unwrap()
+            .write_ser_to_vec(value)
+            .unwrap()
+    }
+
+    #[test]
+    fn our_own_writer_schema_takes_the_fast_decoder() {
+        let reader =
+            PreparedReader::<UsageEvent>::new(UsageEvent::schema().clone(), UsageEvent::schema())
+                .unwrap();
+        assert!(matches!(reader, PreparedReader::Fast(_)));
+        let event = usage_event();
+        assert_eq!(
+            reader.read(7, &body(UsageEvent::schema(), &event)).unwrap(),
+            event
+        );
+        assert!(matches!(
+            reader.read(7, &[0x02]),
+            Err(WireError::Malformed { schema_id: 7, .. })
+        ));
+    }
+
+    #[test]
+    fn an_evolved_writer_schema_is_resolved_by_apache_avro() {
+        let mut json: serde_json::Value = serde_json::from_str(UsageEvent::SCHEMA_JSON).unwrap();
+        json["fields"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!(
+                {"name": "priority_class", "type": ["null", "string"], "default": null}
+            ));
+        let v2 = Schema::parse_str(&json.to_string()).unwrap();
+        let reader = PreparedReader::<UsageEvent>::new(v2.clone(), UsageEvent::schema()).unwrap();
+        assert!(matches!(reader, PreparedReader::Resolve(_)));
+        let event = usage_event();
+        // v2's body is v1's followed by the new last field: union index 1, the string "high".
+        let mut bytes = body(UsageEvent::schema(), &event);
+        bytes.extend_from_slice(b"\x02\x08high");
+        assert_eq!(reader.read(8, &bytes).unwrap(), event);
+    }
+
+    #[test]
+    fn records_without_a_fast_decoder_use_apache_avro() {
+        let reader =
+            PreparedReader::<CostEvent>::new(CostEvent::schema().clone(), CostEvent::schema())
+                .unwrap();
+        assert!(matches!(reader, PreparedReader::Same(_)));
     }
 }
