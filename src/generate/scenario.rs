@@ -539,20 +539,29 @@ fn cluster_documents(
                     let memory = (spec.memory_request_gib * (0.6 + 0.5 * busy.min(1.0)))
                         .min(spec.memory_limit_gib)
                         * GIB;
-                    out.push(container_document(
+                    let at = PodAt {
                         cluster,
                         workload,
-                        &pod,
-                        &node.name,
-                        spec,
+                        pod: &pod,
+                        node: &node.name,
                         t,
                         period_s,
-                        cores,
-                        memory.round(),
-                    ));
-                    out.push(state_container_document(
-                        cluster, workload, &pod, &node.name, spec, t, period_s, restarted,
-                    ));
+                    };
+                    out.push(at.document("container", |k8s| {
+                        k8s["container"] = json!({
+                            "name": spec.name,
+                            "cpu": {"usage": {"nanocores": (cores * 1e9).round() as u64, "core": {"ns": 0}}},
+                            "memory": {"workingset": {"bytes": memory.round() as u64}, "usage": {"bytes": (memory * 1.1) as u64}},
+                        });
+                    }));
+                    out.push(at.document("state_container", |k8s| {
+                        k8s["container"] = json!({
+                            "name": spec.name,
+                            "cpu": {"request": {"cores": spec.cpu_request}, "limit": {"cores": spec.cpu_limit}},
+                            "memory": {"request": {"bytes": spec.memory_request_gib * GIB}, "limit": {"bytes": spec.memory_limit_gib * GIB}},
+                            "status": {"ready": true, "phase": "running", "restarts": u32::from(restarted)},
+                        });
+                    }));
                 }
                 let uid = pod_uid(cluster, workload.namespace, &pod.name, pod.incarnation);
                 let counters = network.entry(uid).or_insert_with(|| {
@@ -564,9 +573,21 @@ fn cluster_documents(
                 });
                 counters.0 += (pod_busy * 200_000.0 * f64::from(period_s)).round();
                 counters.1 += (pod_busy * 50_000.0 * f64::from(period_s)).round();
-                out.push(pod_document(
-                    cluster, workload, &pod, &node.name, t, period_s, *counters,
-                ));
+                let (rx, tx) = *counters;
+                let at = PodAt {
+                    cluster,
+                    workload,
+                    pod: &pod,
+                    node: &node.name,
+                    t,
+                    period_s,
+                };
+                // The kubelet's `pod` document, read for its cumulative network counters.
+                out.push(at.document("pod", |k8s| {
+                    k8s["pod"]["network"] =
+                        json!({"rx": {"bytes": rx, "errors": 0}, "tx": {"bytes": tx, "errors": 0}});
+                    k8s["pod"]["status"] = json!({"phase": "running", "ready": "true"});
+                }));
                 if workload.volume_gib > 0.0 {
                     out.push(pvc_document(cluster, workload, replica, t, period_s));
                 }
@@ -629,70 +650,26 @@ fn workload_metadata(cluster: &Cluster, workload: &Workload, pod: &Pod, node: &s
     k8s
 }
 
-#[allow(clippy::too_many_arguments)]
-fn container_document(
-    cluster: &Cluster,
-    workload: &Workload,
-    pod: &Pod,
-    node: &str,
-    spec: &ContainerSpec,
+/// One sample of one pod of a workload, on its node.
+struct PodAt<'a> {
+    cluster: &'a Cluster,
+    workload: &'a Workload,
+    pod: &'a Pod,
+    node: &'a str,
     t: EpochMillis,
     period_s: u32,
-    cores: f64,
-    memory_bytes: f64,
-) -> String {
-    let mut doc = base_document(cluster, "container", t, period_s);
-    let mut k8s = workload_metadata(cluster, workload, pod, node);
-    k8s["container"] = json!({
-        "name": spec.name,
-        "cpu": {"usage": {"nanocores": (cores * 1e9).round() as u64, "core": {"ns": 0}}},
-        "memory": {"workingset": {"bytes": memory_bytes as u64}, "usage": {"bytes": (memory_bytes * 1.1) as u64}},
-    });
-    doc["kubernetes"] = k8s;
-    doc.to_string()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn state_container_document(
-    cluster: &Cluster,
-    workload: &Workload,
-    pod: &Pod,
-    node: &str,
-    spec: &ContainerSpec,
-    t: EpochMillis,
-    period_s: u32,
-    restarted: bool,
-) -> String {
-    let mut doc = base_document(cluster, "state_container", t, period_s);
-    let mut k8s = workload_metadata(cluster, workload, pod, node);
-    k8s["container"] = json!({
-        "name": spec.name,
-        "cpu": {"request": {"cores": spec.cpu_request}, "limit": {"cores": spec.cpu_limit}},
-        "memory": {"request": {"bytes": spec.memory_request_gib * GIB}, "limit": {"bytes": spec.memory_limit_gib * GIB}},
-        "status": {"ready": true, "phase": "running", "restarts": u32::from(restarted)},
-    });
-    doc["kubernetes"] = k8s;
-    doc.to_string()
-}
-
-/// The kubelet's `pod` document: read for its cumulative network counters (cpu and memory are
-/// taken from `container`).
-fn pod_document(
-    cluster: &Cluster,
-    workload: &Workload,
-    pod: &Pod,
-    node: &str,
-    t: EpochMillis,
-    period_s: u32,
-    (rx, tx): (f64, f64),
-) -> String {
-    let mut doc = base_document(cluster, "pod", t, period_s);
-    let mut k8s = workload_metadata(cluster, workload, pod, node);
-    k8s["pod"]["network"] =
-        json!({"rx": {"bytes": rx, "errors": 0}, "tx": {"bytes": tx, "errors": 0}});
-    k8s["pod"]["status"] = json!({"phase": "running", "ready": "true"});
-    doc["kubernetes"] = k8s;
-    doc.to_string()
+impl PodAt<'_> {
+    /// A `metricset` document with the pod's metadata; `fill` adds the metricset's fields to
+    /// the `kubernetes` object.
+    fn document(&self, metricset: &str, fill: impl FnOnce(&mut Value)) -> String {
+        let mut doc = base_document(self.cluster, metricset, self.t, self.period_s);
+        let mut k8s = workload_metadata(self.cluster, self.workload, self.pod, self.node);
+        fill(&mut k8s);
+        doc["kubernetes"] = k8s;
+        doc.to_string()
+    }
 }
 
 fn pvc_document(
