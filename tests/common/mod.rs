@@ -364,11 +364,11 @@ pub fn metric_by_label(metrics: &str, name: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// Status and JSON body of `/readyz` at `addr`.
-pub async fn readyz(addr: std::net::SocketAddr) -> (u16, serde_json::Value) {
-    let response = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
+/// Status and JSON body of `/readyz` at `addr`; `None` while nothing answers there.
+pub async fn readyz(addr: std::net::SocketAddr) -> Option<(u16, serde_json::Value)> {
+    let response = reqwest::get(format!("http://{addr}/readyz")).await.ok()?;
     let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
+    Some((status, response.json().await.unwrap()))
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, failing with `what` after `limit`.
