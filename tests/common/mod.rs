@@ -260,7 +260,11 @@ pub fn tracker_run(
         .arg("--config")
         .arg(config)
         .args(until_caught_up.then_some("--until-caught-up"))
-        .args(["--log", "warn"])
+        // USAGE_TRACKER_TEST_LOG=info shows what the tracker did when a test fails.
+        .args([
+            "--log",
+            &std::env::var("USAGE_TRACKER_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        ])
         .env("SCHEMA_REGISTRY_URL", registry.url())
         .env("DATABASE_URL", database_url)
         .kill_on_drop(true);
