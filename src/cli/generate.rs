@@ -159,5 +159,7 @@ async fn publish_documents(
 
 fn pod_uid(doc: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(doc).ok()?;
-    value["kubernetes"]["pod"]["uid"].as_str().map(str::to_owned)
+    value["kubernetes"]["pod"]["uid"]
+        .as_str()
+        .map(str::to_owned)
 }
