@@ -1,6 +1,6 @@
 //! Benchmarks of the claims in docs/performance.md: the per-message hot path (Avro decode,
-//! ingest validation, windowing), checkpoint emission (allocation + records), and the state held
-//! per open (cluster, namespace, window) key.
+//! ingest validation, windowing), ECS JSON normalisation (`usage-tracker elastic`), checkpoint
+//! emission (allocation + records), and the state held per open (cluster, namespace, window) key.
 //!
 //! ```sh
 //! cargo bench --bench core -- --warm-up-time 1 --measurement-time 3
@@ -17,6 +17,9 @@ use std::sync::Arc;
 use criterion::{BatchSize, Criterion, Throughput};
 use usage_tracker::accounting::Accountant;
 use usage_tracker::allocate::{AllocationPolicy, CostAllocator};
+use usage_tracker::config::Settings;
+use usage_tracker::generate::scenario;
+use usage_tracker::ingest::ecs::{EcsNormaliser, EcsOutcome, NetworkCounters};
 use usage_tracker::ingest::{self, Exclusions, Intake};
 use usage_tracker::measure::{Quantity, Resource, ResourceTotals};
 use usage_tracker::standard::registry::RegistryEndpoint;
@@ -281,14 +284,24 @@ fn bench_hot_path(c: &mut Criterion, hot: &HotPath) {
 /// CORE_BENCH_ONCE=decode_ingest_apply valgrind --tool=callgrind \
 ///     --toggle-collect='*once_decode_ingest_apply*' target/release/deps/core-<hash>
 /// ```
-fn run_once(hot: &HotPath, stage: &str) {
+///
+/// `CORE_BENCH_ONCE=ecs_normalise` (toggle `*once_ecs_normalise*`) does the same for the ECS
+/// batch of the `ecs/normalise` benchmark.
+fn run_once(stage: &str) {
+    if stage == "ecs_normalise" {
+        let bench = ecs_bench();
+        let counters = bench.primed_counters();
+        drop(black_box(once_ecs_normalise(&bench, counters)));
+        return;
+    }
+    let hot = &HotPath::new();
     let store = hot.warm_store.clone();
     match stage {
         "decode" => once_decode(hot),
         "ingest" => once_ingest(hot),
         "apply" => drop(black_box(once_apply(hot, store))),
         "decode_ingest_apply" => drop(black_box(once_decode_ingest_apply(hot, store))),
-        other => panic!("CORE_BENCH_ONCE={other}: not a hot_path stage"),
+        other => panic!("CORE_BENCH_ONCE={other}: not a hot_path stage nor ecs_normalise"),
     }
 }
 
@@ -337,6 +350,283 @@ fn once_decode_ingest_apply(hot: &HotPath, mut store: WindowStore) -> WindowStor
         }
     }
     store
+}
+
+/// Scenario whose ECS documents the `ecs` group normalises: an Elastic Agent cluster
+/// (`gke-hybrid`) and a Metricbeat cluster without cluster metadata (`onprem-dc1`).
+const ECS_SCENARIO: &str = "hybrid-onprem-gcp";
+/// Its tracker configuration: `[elastic]` topics and the on-prem topic's cluster id.
+const ECS_CONFIG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/deploy/scenarios/hybrid-onprem-gcp/usage-tracker.toml"
+);
+/// Sample period of the generated documents, seconds (Elastic Agent's default).
+const ECS_PERIOD_S: u32 = 10;
+/// Sample times (every object of both clusters once each) in one timed batch.
+const ECS_TICKS: usize = 100;
+
+/// One `[elastic]` input as `usage-tracker elastic` builds it: a normaliser per topic.
+struct EcsInput {
+    topic: String,
+    normaliser: EcsNormaliser,
+    /// The cluster id every event of this topic must carry.
+    cluster_id: &'static str,
+}
+
+/// The ECS data set: documents of both topics in time order, and each pod's reading from the
+/// sample time just before the batch, so that network counters are in steady state.
+struct EcsBench {
+    inputs: Vec<EcsInput>,
+    /// `(input, payload)`, merged by `@timestamp` across the topics, as one consumer sees them.
+    documents: Vec<(usize, Vec<u8>)>,
+    /// `(input, payload)` of the `pod` documents of the sample time before the batch.
+    previous_pods: Vec<(usize, Vec<u8>)>,
+}
+
+/// What a pass over the ECS batch produced, by kind.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct EcsTally {
+    /// Events of `container`, `state_container`, `state_node`, `state_persistentvolumeclaim`.
+    events: usize,
+    /// Network events from `pod` documents through `NetworkCounters::delta`.
+    network_events: usize,
+    /// `pod` documents that were a pod's first reading (a pod restarted within the batch).
+    network_baselines: usize,
+}
+
+/// `metricset.name` and `@timestamp` of a generated document.
+fn ecs_metricset_and_time(payload: &[u8]) -> (String, String) {
+    let doc: serde_json::Value = serde_json::from_slice(payload).expect("generated JSON");
+    (
+        doc["metricset"]["name"]
+            .as_str()
+            .expect("metricset.name")
+            .to_owned(),
+        doc["@timestamp"].as_str().expect("@timestamp").to_owned(),
+    )
+}
+
+impl EcsBench {
+    fn new() -> Self {
+        let settings = Settings::load_with_env(Some(std::path::Path::new(ECS_CONFIG)), [])
+            .expect("scenario configuration");
+        // Two hours: the batch starts at the second, when JupyterHub's user server runs and
+        // the restarting pods have just been replaced.
+        let input = scenario::generate(ECS_SCENARIO, BASE, 2, ECS_PERIOD_S, 1).expect("scenario");
+        let mut inputs = Vec::new();
+        let mut timed: Vec<(String, usize, Vec<u8>)> = Vec::new();
+        for (topic, docs) in &input.documents {
+            assert!(settings.elastic.topics.contains(topic), "{topic} is read");
+            let cluster_id = match topic.as_str() {
+                "elastic.metrics.kubernetes" => "gke-hybrid",
+                "metricbeat.onprem.kubernetes" => "onprem-dc1",
+                other => panic!("unexpected topic {other}"),
+            };
+            let index = inputs.len();
+            inputs.push(EcsInput {
+                topic: topic.clone(),
+                normaliser: EcsNormaliser::new(settings.elastic.ecs_settings(topic))
+                    .expect("ECS settings"),
+                cluster_id,
+            });
+            for doc in docs {
+                let (_, time) = ecs_metricset_and_time(doc.as_bytes());
+                timed.push((time, index, doc.clone().into_bytes()));
+            }
+        }
+        // Stable: each topic's own order is kept within a sample time.
+        timed.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut times: Vec<&str> = timed.iter().map(|(t, _, _)| t.as_str()).collect();
+        times.dedup();
+        let first = times.len() / 2; // the first sample time of the second hour
+        let (before, batch) = (times[first - 1].to_owned(), times[first].to_owned());
+        let last = times[first + ECS_TICKS - 1].to_owned();
+        let previous_pods = timed
+            .iter()
+            .filter(|(t, _, doc)| *t == before && ecs_metricset_and_time(doc).0 == "pod")
+            .map(|(_, i, doc)| (*i, doc.clone()))
+            .collect();
+        let documents: Vec<(usize, Vec<u8>)> = timed
+            .into_iter()
+            .filter(|(t, _, _)| *t >= batch && *t <= last)
+            .map(|(_, i, doc)| (i, doc))
+            .collect();
+        Self {
+            inputs,
+            documents,
+            previous_pods,
+        }
+    }
+
+    /// Network counters per input holding every pod's reading from the previous sample time.
+    fn primed_counters(&self) -> Vec<NetworkCounters> {
+        let mut counters: Vec<NetworkCounters> = self
+            .inputs
+            .iter()
+            .map(|_| NetworkCounters::default())
+            .collect();
+        for (i, doc) in &self.previous_pods {
+            match self.inputs[*i].normaliser.normalise(doc) {
+                Ok(EcsOutcome::PodNetwork(sample)) => {
+                    assert!(counters[*i].delta(sample).is_none(), "first reading");
+                }
+                other => panic!("a pod document gave {other:?}"),
+            }
+        }
+        counters
+    }
+
+    /// One pass over the batch, checking every outcome against the document's metricset and
+    /// topic; panics on anything else. Not timed.
+    fn checked_pass(&self) -> EcsTally {
+        let mut counters = self.primed_counters();
+        let mut tally = EcsTally::default();
+        for (i, doc) in &self.documents {
+            let input = &self.inputs[*i];
+            let (metricset, _) = ecs_metricset_and_time(doc);
+            let context = || {
+                format!(
+                    "{} {metricset}: {}",
+                    input.topic,
+                    String::from_utf8_lossy(doc)
+                )
+            };
+            let event = match input.normaliser.normalise(doc) {
+                Ok(EcsOutcome::Usage(event)) => {
+                    let kinds: Vec<(&str, MeasurementKind)> = event
+                        .measurements
+                        .iter()
+                        .map(|m| (m.resource.as_str(), m.kind))
+                        .collect();
+                    let expected: &[(&str, MeasurementKind)] = match metricset.as_str() {
+                        "container" => &[
+                            ("cpu", MeasurementKind::Usage),
+                            ("memory", MeasurementKind::Usage),
+                        ],
+                        "state_container" => &[
+                            ("cpu", MeasurementKind::Request),
+                            ("cpu", MeasurementKind::Limit),
+                            ("memory", MeasurementKind::Request),
+                            ("memory", MeasurementKind::Limit),
+                        ],
+                        "state_node" => &[
+                            ("cpu", MeasurementKind::Capacity),
+                            ("memory", MeasurementKind::Capacity),
+                        ],
+                        "state_persistentvolumeclaim" => &[("storage", MeasurementKind::Request)],
+                        _ => panic!("{}: an event", context()),
+                    };
+                    assert_eq!(kinds, expected, "{}", context());
+                    assert_eq!(
+                        event.subject.namespace.is_none(),
+                        metricset == "state_node",
+                        "{}",
+                        context()
+                    );
+                    tally.events += 1;
+                    event
+                }
+                Ok(EcsOutcome::PodNetwork(sample)) => {
+                    assert_eq!(metricset, "pod", "{}", context());
+                    match counters[*i].delta(sample) {
+                        Some(event) => {
+                            assert_eq!(event.measurements.len(), 2, "{}", context());
+                            assert!(event.start < event.end, "{}", context());
+                            tally.network_events += 1;
+                            event
+                        }
+                        None => {
+                            tally.network_baselines += 1;
+                            continue;
+                        }
+                    }
+                }
+                other => panic!("{} gave {other:?}", context()),
+            };
+            assert_eq!(event.subject.cluster_id, input.cluster_id, "{}", context());
+            assert_eq!(event.id.len(), 32, "{}", context());
+            assert!(event.end - event.start <= i64::from(ECS_PERIOD_S) * 1000);
+        }
+        tally
+    }
+}
+
+/// `usage-tracker elastic`'s work per document, without Kafka and metrics: normalise, and pass a
+/// pod's network reading through the input's counters. The events are dropped (included).
+fn ecs_pass(bench: &EcsBench, counters: &mut [NetworkCounters]) {
+    for (i, doc) in &bench.documents {
+        match bench.inputs[*i].normaliser.normalise(black_box(doc)) {
+            Ok(EcsOutcome::PodNetwork(sample)) => drop(black_box(counters[*i].delta(sample))),
+            outcome => drop(black_box(outcome)),
+        }
+    }
+}
+
+/// Builds the ECS data set and checks what one pass produces, before anything is timed.
+fn ecs_bench() -> EcsBench {
+    let bench = EcsBench::new();
+    let tally = bench.checked_pass();
+    let pods = bench
+        .documents
+        .iter()
+        .filter(|(_, d)| ecs_metricset_and_time(d).0 == "pod")
+        .count();
+    assert_eq!(
+        tally.events + tally.network_events + tally.network_baselines,
+        bench.documents.len()
+    );
+    assert_eq!(tally.network_events + tally.network_baselines, pods);
+    assert!(
+        tally.network_baselines * 50 < pods,
+        "network counters in steady state: {tally:?}"
+    );
+    assert_eq!(tally, bench.checked_pass(), "deterministic");
+    let bytes: usize = bench.documents.iter().map(|(_, d)| d.len()).sum();
+    let per_topic: Vec<String> = bench
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, input)| {
+            let n = bench.documents.iter().filter(|(j, _)| *j == i).count();
+            format!("{} {n}", input.topic)
+        })
+        .collect();
+    println!(
+        "ecs data set: {} documents of {ECS_SCENARIO} ({}), {:.0} bytes/document on average; \
+         {} events, {} network events, {} first pod readings",
+        bench.documents.len(),
+        per_topic.join(", "),
+        bytes as f64 / bench.documents.len() as f64,
+        tally.events,
+        tally.network_events,
+        tally.network_baselines,
+    );
+    bench
+}
+
+fn bench_ecs(c: &mut Criterion, bench: &EcsBench) {
+    let mut group = c.benchmark_group("ecs");
+    group.throughput(Throughput::Elements(bench.documents.len() as u64));
+    group.bench_function("normalise", |b| {
+        b.iter_batched(
+            || bench.primed_counters(),
+            |mut counters| {
+                ecs_pass(bench, &mut counters);
+                counters
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+#[inline(never)]
+fn once_ecs_normalise(
+    bench: &EcsBench,
+    mut counters: Vec<NetworkCounters>,
+) -> Vec<NetworkCounters> {
+    ecs_pass(bench, &mut counters);
+    counters
 }
 
 /// A node's allocatable capacity over one sample period (a cluster-scoped event).
@@ -603,7 +893,7 @@ fn report_state_size() {
 
 fn main() {
     if let Ok(stage) = std::env::var("CORE_BENCH_ONCE") {
-        run_once(&HotPath::new(), &stage);
+        run_once(&stage);
         return;
     }
     let mut c = Criterion::default().configure_from_args();
@@ -614,6 +904,7 @@ fn main() {
     }
     let hot = HotPath::new();
     bench_hot_path(&mut c, &hot);
+    bench_ecs(&mut c, &ecs_bench());
     bench_checkpoint(&mut c);
     c.final_summary();
 }

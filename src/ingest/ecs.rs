@@ -294,23 +294,29 @@ impl EcsNormaliser {
             Metricset::StatePvc => (pvc_name.map(|_| "PersistentVolumeClaim"), pvc_name),
             _ => k8s.and_then(Kubernetes::owner).unzip(),
         };
-        let id = event_id(&[
-            Some(metricset.name()),
-            Some(cluster_id),
-            namespace,
-            pod_uid.or(pod_name),
-            container_name,
-            node_name,
-            volume_name,
-            pvc_name,
-        ])
-        .with_time(end);
+        let id = event_id(
+            &[
+                Some(metricset.name()),
+                Some(cluster_id),
+                namespace,
+                pod_uid.or(pod_name),
+                container_name,
+                node_name,
+                volume_name,
+                pvc_name,
+            ],
+            end,
+        );
         let labels = k8s
             .and_then(|k| k.labels.as_ref())
             .map(|l| {
-                l.0.iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect()
+                // Inserted one by one: `collect` would sort through an extra buffer. A repeated
+                // key keeps its last value either way.
+                let mut labels = BTreeMap::new();
+                for (k, v) in &l.0 {
+                    labels.insert(k.to_string(), v.to_string());
+                }
+                labels
             })
             .unwrap_or_default();
         let owned = |s: Option<&str>| s.map(str::to_owned);
@@ -393,11 +399,13 @@ impl EcsNormaliser {
         let pod_uid = pod.and_then(|p| non_empty(&p.uid));
         let (workload_kind, workload_name) = k8s.and_then(Kubernetes::owner).unzip();
         let owned = |s: Option<&str>| s.map(str::to_owned);
+        let pod_id = pod_uid.or(pod_name).unwrap_or_default();
+        let mut key = String::with_capacity(cluster_id.len() + namespace.len() + pod_id.len() + 2);
+        for part in [cluster_id, "/", namespace, "/", pod_id] {
+            key.push_str(part);
+        }
         Ok(Some(PodNetworkSample {
-            pod: format!(
-                "{cluster_id}/{namespace}/{}",
-                pod_uid.or(pod_name).unwrap_or_default()
-            ),
+            pod: key,
             time,
             rx: rx.unwrap_or(0.0),
             tx: tx.unwrap_or(0.0),
@@ -456,18 +464,23 @@ pub struct NetworkCounters {
 impl NetworkCounters {
     /// The network usage since the pod's previous reading, if there is one.
     pub fn delta(&mut self, sample: PodNetworkSample) -> Option<UsageEvent> {
-        let previous = self.last.get(&sample.pod).copied();
-        if previous.is_some_and(|(t, _, _)| t >= sample.time) {
-            return None;
-        }
-        self.last
-            .insert(sample.pod.clone(), (sample.time, sample.rx, sample.tx));
-        let (start, rx0, tx0) = previous?;
+        let reading = (sample.time, sample.rx, sample.tx);
+        let (start, rx0, tx0) = match self.last.get_mut(&sample.pod) {
+            Some(last) if last.0 >= sample.time => return None,
+            Some(last) => std::mem::replace(last, reading),
+            None => {
+                self.last.insert(sample.pod, reading);
+                return None;
+            }
+        };
         let grown = |now: f64, before: f64| if now >= before { now - before } else { now };
         let (rx, tx) = (grown(sample.rx, rx0), grown(sample.tx, tx0));
-        let start_text = start.to_string();
-        let id = event_id(&[Some("pod_network"), Some(&sample.pod), Some(&start_text)])
-            .with_time(sample.time);
+        let mut digits = [0; 20];
+        let start_text = decimal(start, &mut digits);
+        let id = event_id(
+            &[Some("pod_network"), Some(&sample.pod), Some(start_text)],
+            sample.time,
+        );
         let measurement = |resource: &str, quantity: f64| Measurement {
             resource: resource.to_owned(),
             kind: MeasurementKind::Usage,
@@ -518,7 +531,15 @@ fn parse(payload: &[u8]) -> Result<Doc<'_>, Rejection> {
             ))
         }
     }
-    serde_json::from_slice(payload).map_err(|error| {
+    // A payload that is UTF-8 as a whole (every real document) is parsed as a `str`: serde_json
+    // then does not check each string it reads again. Same parser, same results and errors; a
+    // payload that is not UTF-8 goes through the byte parser, which rejects only invalid strings
+    // that it reads (not those in skipped subtrees), exactly as before.
+    let parsed = match std::str::from_utf8(payload) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(payload),
+    };
+    parsed.map_err(|error| {
         let reason = match error.classify() {
             serde_json::error::Category::Data => DeadLetterReason::InvalidEvent,
             _ => DeadLetterReason::NotJson,
@@ -806,38 +827,83 @@ fn non_empty<'s>(value: &'s Option<Text<'_>>) -> Option<&'s str> {
         .filter(|s| !s.is_empty())
 }
 
-/// Hash of the identity fields (length-prefixed, absent distinct from empty) and the time.
-struct EventId(Xxh3Default);
+/// `value` in decimal (as `value.to_string()`), written into `buf`.
+fn decimal(value: i64, buf: &mut [u8; 20]) -> &str {
+    let mut rest = value.unsigned_abs();
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    std::str::from_utf8(&buf[at..]).expect("ASCII digits")
+}
 
-fn event_id(fields: &[Option<&str>]) -> EventId {
-    let mut hasher = Xxh3Default::new();
+/// Bytes of an event id's hash input kept on the stack; longer inputs are hashed as a stream.
+const EVENT_ID_INLINE: usize = 512;
+
+/// The event id: 32 lower-case hex digits of the 128-bit xxh3 hash of the identity fields
+/// (each length-prefixed, an absent one distinct from an empty one) and the time.
+///
+/// The input is gathered on the stack and hashed in one call; an input longer than
+/// [`EVENT_ID_INLINE`] bytes continues in xxh3's streaming hasher. Both give the same digest
+/// (xxh3's one-shot and streaming forms agree), so ids do not depend on the length.
+fn event_id(fields: &[Option<&str>], end: EpochMillis) -> String {
+    let mut input = HashInput {
+        inline: [0; EVENT_ID_INLINE],
+        len: 0,
+        stream: None,
+    };
     for field in fields {
         match field {
             Some(s) => {
-                hasher.update(&(s.len() as u64).to_le_bytes());
-                hasher.update(s.as_bytes());
+                input.update(&(s.len() as u64).to_le_bytes());
+                input.update(s.as_bytes());
             }
-            None => hasher.update(&u64::MAX.to_le_bytes()),
+            None => input.update(&u64::MAX.to_le_bytes()),
         }
     }
-    EventId(hasher)
+    input.update(&end.to_le_bytes());
+    let hash = match &input.stream {
+        Some(stream) => stream.digest128(),
+        None => xxhash_rust::xxh3::xxh3_128(&input.inline[..input.len]),
+    };
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0; 32];
+    for (pair, byte) in digits.chunks_exact_mut(2).zip(hash.to_be_bytes()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
+    }
+    std::str::from_utf8(&digits).expect("hex digits").to_owned()
 }
 
-impl EventId {
-    /// The id: 32 lower-case hex digits of the 128-bit hash.
-    fn with_time(mut self, end: EpochMillis) -> String {
-        self.0.update(&end.to_le_bytes());
-        let hash = self.0.digest128();
-        let mut id = String::with_capacity(32);
-        for shift in (0..32).rev() {
-            let digit = ((hash >> (shift * 4)) & 0xf) as u8;
-            id.push(char::from(if digit < 10 {
-                b'0' + digit
-            } else {
-                b'a' + digit - 10
-            }));
+/// An event id's hash input: on the stack, or in a streaming hasher once it is too long.
+struct HashInput {
+    inline: [u8; EVENT_ID_INLINE],
+    len: usize,
+    stream: Option<Box<Xxh3Default>>,
+}
+
+impl HashInput {
+    fn update(&mut self, bytes: &[u8]) {
+        if let Some(stream) = &mut self.stream {
+            stream.update(bytes);
+        } else if let Some(room) = self.inline.get_mut(self.len..self.len + bytes.len()) {
+            room.copy_from_slice(bytes);
+            self.len += bytes.len();
+        } else {
+            let mut stream = Box::new(Xxh3Default::new());
+            stream.update(&self.inline[..self.len]);
+            stream.update(bytes);
+            self.stream = Some(stream);
         }
-        id
     }
 }
 
@@ -2043,9 +2109,103 @@ mod tests {
         bytes.extend_from_slice(&0u64.to_le_bytes()); // an empty one
         bytes.extend_from_slice(&7i64.to_le_bytes());
         assert_eq!(
-            event_id(&[Some("a"), None, Some("")]).with_time(7),
+            event_id(&[Some("a"), None, Some("")], 7),
             format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes))
         );
+    }
+
+    /// The id as it was computed before the stack buffer: xxh3's streaming hasher.
+    fn streamed_id(fields: &[Option<&str>], end: EpochMillis) -> String {
+        let mut hasher = Xxh3Default::new();
+        for field in fields {
+            match field {
+                Some(s) => {
+                    hasher.update(&(s.len() as u64).to_le_bytes());
+                    hasher.update(s.as_bytes());
+                }
+                None => hasher.update(&u64::MAX.to_le_bytes()),
+            }
+        }
+        hasher.update(&end.to_le_bytes());
+        format!("{:032x}", hasher.digest128())
+    }
+
+    #[test]
+    fn ids_of_any_length_are_the_streamed_hash() {
+        let long = "x".repeat(3 * EVENT_ID_INLINE);
+        for a in (0..EVENT_ID_INLINE + 40).step_by(7) {
+            for b in [0, 1, 8, EVENT_ID_INLINE - 17, EVENT_ID_INLINE, 1200] {
+                let fields = [Some("pod"), Some(&long[..a]), None, Some(&long[..b])];
+                let end = 1_767_225_600_000 + a as i64;
+                assert_eq!(event_id(&fields, end), streamed_id(&fields, end), "{a} {b}");
+            }
+        }
+        assert_eq!(event_id(&[], -1), streamed_id(&[], -1));
+    }
+
+    #[test]
+    fn decimal_is_to_string() {
+        let mut buf = [0; 20];
+        for v in [
+            0,
+            1,
+            -1,
+            9,
+            10,
+            -10,
+            1_767_225_600_000,
+            i64::MAX,
+            i64::MIN,
+            i64::MIN + 1,
+        ] {
+            assert_eq!(decimal(v, &mut buf), v.to_string());
+        }
+        for v in (-100_000..100_000).step_by(37) {
+            assert_eq!(decimal(v, &mut buf), v.to_string());
+        }
+    }
+
+    /// `payload` with an ignored field holding a byte that is not UTF-8 inserted first: parsed
+    /// by serde_json's byte parser instead of its `str` parser.
+    fn not_utf8(payload: &[u8]) -> Vec<u8> {
+        let open = payload.iter().position(|b| *b == b'{').expect("an object");
+        let mut out = payload[..=open].to_vec();
+        out.extend_from_slice(b"\"x-not-utf8\":\"\xff\",");
+        out.extend_from_slice(&payload[open + 1..]);
+        out
+    }
+
+    #[test]
+    fn utf8_and_other_payloads_are_parsed_alike() {
+        let n = default_normaliser();
+        let mut payloads: Vec<Vec<u8>> = EVERY_DOCUMENT.iter().map(|(p, _)| fixture(p)).collect();
+        payloads.extend([
+            // Escapes in read strings, an object with one key twice.
+            br#"{"@timestamp":"2026-01-01T00:00:10Z","metricset":{"name":"state_container","period":10000},"event":{"module":"kubernetes"},"kubernetes":{"namespace":"caf\u00e9","labels":{"a":"x\ny","a":"z","b":1},"container":{"name":"c\"1","cpu":{"request":{"cores":0.5}}}}}"#.to_vec(),
+            // A surrogate pair, and a lone one (rejected).
+            br#"{"@timestamp":"2026-01-01T00:00:10Z","metricset":{"name":"state_container"},"event":{"module":"kubernetes"},"kubernetes":{"namespace":"\ud83d\ude00","container":{"cpu":{"request":{"cores":1}}}}}"#.to_vec(),
+            br#"{"@timestamp":"2026-01-01T00:00:10Z","metricset":{"name":"state_container"},"event":{"module":"kubernetes"},"kubernetes":{"namespace":"\ud83d","container":{"cpu":{"request":{"cores":1}}}}}"#.to_vec(),
+            // A control character, a wrong type, a truncated document.
+            b"{\"@timestamp\":\"2026-01-01T00:00:10Z\",\"kubernetes\":{\"namespace\":\"a\tb\"}}".to_vec(),
+            br#"{"@timestamp":"2026-01-01T00:00:10Z","metricset":{"name":"state_container"},"event":{"module":"kubernetes"},"kubernetes":{"namespace":7}}"#.to_vec(),
+            br#"{"@timestamp":"2026-01-01T00:00:10Z","metricset":{"name":"state_conta"#.to_vec(),
+        ]);
+        for payload in &payloads {
+            let text = String::from_utf8_lossy(payload);
+            assert!(std::str::from_utf8(payload).is_ok(), "{text}");
+            let other = not_utf8(payload);
+            assert!(std::str::from_utf8(&other).is_err());
+            match (n.normalise(payload), n.normalise(&other)) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+                (Err(a), Err(b)) => assert_eq!(a.reason, b.reason, "{text}: {a:?} / {b:?}"),
+                (a, b) => panic!("{text}: {a:?} / {b:?}"),
+            }
+        }
+        // A byte that is not UTF-8 in a string that is read is rejected, as before.
+        let mut bad = br#"{"@timestamp":"2026-01-01T00:00:10Z","metricset":{"name":"state_container"},"event":{"module":"kubernetes"},"kubernetes":{"namespace":"a"#.to_vec();
+        bad.push(0xff);
+        bad.extend_from_slice(br#"b","container":{"cpu":{"request":{"cores":1}}}}}"#);
+        assert_eq!(rejection(&n, &bad).reason, DeadLetterReason::NotJson);
     }
 
     #[test]
