@@ -23,7 +23,7 @@ use clap::Args;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 use crate::config::Settings;
@@ -265,19 +265,6 @@ impl CatchUp {
     }
 }
 
-/// Producer settings: the connection's producer properties, then `acks=all` and a short linger
-/// unless configured; always the Java client's partitioner (the standard's keys-to-partitions).
-fn producer_config(settings: &Settings) -> ClientConfig {
-    let mut config = settings.kafka().producer_config();
-    for (key, value) in [("acks", "all"), ("linger.ms", "20")] {
-        if config.get(key).is_none() {
-            config.set(key, value);
-        }
-    }
-    config.set("partitioner", "murmur2_random");
-    config
-}
-
 /// Consumes the `[elastic]` topics until `shutdown` (or, with `until_caught_up`, until the input
 /// available at start is processed); publishes and commits what it read.
 async fn ingest(
@@ -332,7 +319,7 @@ async fn ingest(
         info!(?created, "created topics");
     }
     let publisher = Publisher {
-        producer: producer_config(settings)
+        producer: super::publish::producer_config(settings)
             .create()
             .context("creating the Kafka producer")?,
         encoder: RecordEncoder::new(registry.sr_settings()?, &t.usage_events),
