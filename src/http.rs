@@ -2,7 +2,7 @@
 //! `/readyz` (broker, registry and, for `run`, database reachable; input assigned).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,11 @@ pub struct Health {
     pub broker_ok: AtomicBool,
     /// Whether the consumer group has given this instance its assignment.
     pub assigned: AtomicBool,
+    /// Epoch ms of the last completed checkpoint round (`run`); 0 before the first.
+    pub last_checkpoint_ms: AtomicI64,
+    /// A pipeline with no checkpoint round for this long is stalled (not ready); `None`: not
+    /// checked.
+    pub stall_after: Option<Duration>,
     http: reqwest::Client,
 }
 
@@ -44,6 +49,8 @@ impl Health {
             registry,
             broker_ok: AtomicBool::new(false),
             assigned: AtomicBool::new(false),
+            last_checkpoint_ms: AtomicI64::new(0),
+            stall_after: None,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
                 .build()
@@ -59,6 +66,15 @@ impl Health {
             tokio::time::timeout(Duration::from_secs(2), ping).await,
             Ok(Ok(_))
         ))
+    }
+
+    /// Whether checkpoints still complete (always, when not checked or before the first).
+    fn pipeline_flowing(&self, now_ms: i64) -> bool {
+        let last = self.last_checkpoint_ms.load(Ordering::Relaxed);
+        match self.stall_after {
+            Some(limit) if last > 0 => now_ms - last <= limit.as_millis() as i64,
+            _ => true,
+        }
     }
 
     async fn registry_ok(&self) -> bool {
@@ -100,7 +116,8 @@ async fn ready(State(health): State<Arc<Health>>) -> impl IntoResponse {
     let (database, registry) = tokio::join!(health.database_ok(), health.registry_ok());
     let broker = health.broker_ok.load(Ordering::Relaxed);
     let assigned = health.assigned.load(Ordering::Relaxed);
-    let ready = database.unwrap_or(true) && registry && broker && assigned;
+    let flowing = health.pipeline_flowing(crate::time::now_ms());
+    let ready = database.unwrap_or(true) && registry && broker && assigned && flowing;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -112,6 +129,7 @@ async fn ready(State(health): State<Arc<Health>>) -> impl IntoResponse {
         "schema_registry": word(registry),
         "broker": word(broker),
         "assignment": if assigned { "assigned" } else { "waiting" },
+        "pipeline": if flowing { "flowing" } else { "stalled" },
     });
     if let Some(database) = database {
         body["database"] = json!(word(database));

@@ -17,6 +17,8 @@ pub mod kafka;
 pub mod measure;
 pub mod metrics;
 pub mod pipeline;
+pub mod retry;
 pub mod sink;
 pub mod standard;
+pub mod time;
 pub mod window;

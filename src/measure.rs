@@ -3,6 +3,8 @@
 
 use std::ops::{Add, AddAssign, Sub};
 
+use crate::standard::limits::MAX_QUANTITY_UNITS;
+
 /// A resource the standard accounts for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Resource {
@@ -91,9 +93,12 @@ impl Quantity {
     pub const ZERO: Quantity = Quantity(0);
     const SCALE: f64 = 1e6;
 
-    /// The quantity closest to `value` units; `None` for NaN, infinite or negative values.
+    /// The quantity closest to `value` units; `None` for NaN, infinite or negative values and
+    /// for values above the standard's [`MAX_QUANTITY_UNITS`], so the conversion never
+    /// saturates and sums of quantities stay far inside `i128`.
     pub fn from_units(value: f64) -> Option<Quantity> {
-        (value.is_finite() && value >= 0.0).then(|| Quantity((value * Self::SCALE).round() as i128))
+        (value.is_finite() && (0.0..=MAX_QUANTITY_UNITS).contains(&value))
+            .then(|| Quantity((value * Self::SCALE).round() as i128))
     }
 
     /// Raw millionths.
@@ -232,6 +237,8 @@ mod tests {
         assert_eq!(Quantity::from_units(f64::NAN), None);
         assert_eq!(Quantity::from_units(-1.0), None);
         assert_eq!(Quantity::from_units(f64::INFINITY), None);
+        assert_eq!(Quantity::from_units(1e300), None);
+        assert!(Quantity::from_units(MAX_QUANTITY_UNITS).is_some());
         assert_eq!(Quantity::from_units(2.5).unwrap().micros(), 2_500_000);
     }
 }

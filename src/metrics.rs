@@ -23,6 +23,11 @@ pub struct Metrics {
     pub late: IntCounter,
     /// Duplicates skipped.
     pub duplicates: IntCounter,
+    /// Valid usage events none of whose measurements is a resource this version accounts.
+    pub unaccounted: IntCounter,
+    /// Times the first record read after a seek lay beyond the position sought, by topic: the
+    /// broker skipped records.
+    pub offset_gaps: IntCounterVec,
     /// Events left out by exclusion rules, by rule.
     pub excluded: IntCounterVec,
     /// Dead letters, by reason.
@@ -150,6 +155,17 @@ impl Metrics {
                 &r,
                 "duplicates_total",
                 "Events whose (source, id) was seen before",
+            ),
+            unaccounted: counter(
+                &r,
+                "usage_unaccounted_total",
+                "Valid usage events with no measurement of an accounted resource",
+            ),
+            offset_gaps: counter_vec(
+                &r,
+                "offset_gaps_total",
+                "First record after a seek beyond the position sought (records skipped by the broker)",
+                &["topic"],
             ),
             excluded: counter_vec(
                 &r,

@@ -31,11 +31,13 @@ use crate::http::{self, Health};
 use crate::ingest::{self, CostScope, DeadLetterReason, Exclusions, Intake, Rejection};
 use crate::kafka::{KafkaConnection, TopicSpec};
 use crate::metrics::{counts, Metrics};
+use crate::retry::{Backoff, Transience};
 use crate::sink::kafka::{DeadLetter, KafkaSink};
 use crate::sink::postgres::{CommitError, PartitionPosition, PostgresSink, RestoredState};
 use crate::standard::registry::RegistryEndpoint;
 use crate::standard::wire::{RecordDecoder, WireError};
 use crate::standard::{CostEvent, EpochMillis, UsageEvent, WindowStatus};
+use crate::time::now_ms;
 use crate::window::{Admission, CostLedger, Watermarks, WindowConfig, WindowStore};
 
 /// Topics the tracker reads and writes (`[topics]` in the configuration).
@@ -149,6 +151,11 @@ const QUIET_PERIOD: Duration = Duration::from_secs(1);
 /// The longest `--until-caught-up` keeps reading after reaching the high watermarks.
 const CATCH_UP_GRACE: Duration = Duration::from_secs(10);
 
+/// Checkpoint intervals without a completed checkpoint round after which `/readyz` reports the
+/// pipeline stalled (but at least [`STALL_MIN`]).
+const STALL_INTERVALS: u32 = 5;
+const STALL_MIN: Duration = Duration::from_secs(60);
+
 /// A change of the consumer group's assignment, as seen by librdkafka's rebalance callback.
 #[derive(Debug)]
 enum AssignmentChange {
@@ -217,6 +224,8 @@ struct Slot {
     dead_letters: Vec<DeadLetter>,
     /// High watermarks at claim time (`--until-caught-up`).
     targets: BTreeMap<PartitionKey, i64>,
+    /// Restored positions not yet read from: the first record read must be at that offset.
+    sought: BTreeMap<PartitionKey, i64>,
 }
 
 /// The running pipeline.
@@ -243,11 +252,15 @@ pub async fn run(
         .await
         .context("connecting to Postgres")?;
     let metrics = Metrics::new();
-    let health = Arc::new(Health::new(
+    let mut health = Health::new(
         metrics.registry().clone(),
         Some(postgres.pool().clone()),
         config.registry.clone(),
-    ));
+    );
+    // Not ready after this long without a completed checkpoint round (an outage being retried,
+    // a slot that cannot be written).
+    health.stall_after = Some((config.checkpoint_interval * STALL_INTERVALS).max(STALL_MIN));
+    let health = Arc::new(health);
     if let Some(listen) = config.http_listen {
         http::serve(listen, health.clone())
             .await
@@ -292,19 +305,18 @@ pub async fn run(
             }
         }
         if last_checkpoint.elapsed() >= pipeline.config.checkpoint_interval {
-            pipeline.checkpoint_all(&consumer).await;
+            pipeline.checkpoint_all(&consumer).await?;
             last_checkpoint = Instant::now();
         }
     }
     let deadline = pipeline.config.shutdown_timeout;
-    if tokio::time::timeout(deadline, pipeline.checkpoint_all(&consumer))
-        .await
-        .is_err()
-    {
-        warn!(
-            ?deadline,
-            "final checkpoint did not finish in time; the next start resumes from the last one"
-        );
+    match tokio::time::timeout(deadline, pipeline.checkpoint_all(&consumer)).await {
+        Ok(result) => result?,
+        // Whatever was read since the last checkpoint is not written: say so with the exit
+        // status (the next start resumes from the last checkpoint, so nothing is lost).
+        Err(_) => anyhow::bail!(
+            "the final checkpoint did not finish within {deadline:?}: what was read since the last checkpoint is not written (the next start resumes from there)"
+        ),
     }
     let summary = RunSummary::from_metrics(&pipeline.metrics);
     info!(?summary, "stopped");
@@ -371,12 +383,6 @@ fn subscribe(
     Ok(consumer)
 }
 
-fn now_ms() -> EpochMillis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as EpochMillis)
-}
-
 impl Pipeline {
     fn new(
         config: PipelineConfig,
@@ -416,7 +422,7 @@ impl Pipeline {
                 for slot in slots {
                     // Best effort: if the next owner claimed it already, the commit is refused
                     // and the next owner redoes this work from the last checkpoint.
-                    self.checkpoint(consumer, slot).await;
+                    self.checkpoint(consumer, slot).await?;
                     self.slots.remove(&slot);
                     self.metrics
                         .watermark
@@ -447,7 +453,7 @@ impl Pipeline {
         ];
         // A database outage pauses the claim (the slot's partitions stay paused) instead of
         // ending the run.
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::default();
         let (epoch, restored) = loop {
             match self.postgres.claim(slot, &self.owner, &topics).await {
                 Ok(claimed) => break claimed,
@@ -456,9 +462,9 @@ impl Pipeline {
                         .sink_errors
                         .with_label_values(&["postgres"])
                         .inc();
-                    warn!(slot, %error, retry_in = ?backoff, "claiming a slot failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    let retry_in = backoff.next_delay();
+                    warn!(slot, %error, ?retry_in, "claiming a slot failed; retrying");
+                    tokio::time::sleep(retry_in).await;
                 }
             }
         };
@@ -525,6 +531,7 @@ impl Pipeline {
             epoch,
             accountant: Accountant::new(store, ledger, allocator, self.config.rate_card.clone()),
             watermarks,
+            sought: positions.clone(),
             positions,
             dead_letters: Vec::new(),
             targets,
@@ -543,8 +550,23 @@ impl Pipeline {
     async fn process(&mut self, message: &BorrowedMessage<'_>) {
         let topic = message.topic().to_owned();
         let slot_id = message.partition();
-        if !self.slots.contains_key(&slot_id) {
+        let Some(slot) = self.slots.get_mut(&slot_id) else {
             return; // Fetched before a revocation: the slot's new owner reads it.
+        };
+        if let Some(sought) = slot.sought.remove(&(topic.clone(), slot_id)) {
+            if message.offset() > sought {
+                // A broker that skips records (or retention that deleted them) must not do it
+                // silently. Transaction markers also take offsets, so a producer using
+                // transactions can cause a harmless gap.
+                warn!(
+                    topic,
+                    partition = slot_id,
+                    sought,
+                    received = message.offset(),
+                    "the first record after seeking to a checkpointed position lies beyond it"
+                );
+                self.metrics.offset_gaps.with_label_values(&[&topic]).inc();
+            }
         }
         self.metrics.consumed.with_label_values(&[&topic]).inc();
         let outcome = if topic == self.config.topics.usage_events {
@@ -580,7 +602,10 @@ impl Pipeline {
         slot_id: i32,
         message: &BorrowedMessage<'_>,
     ) -> Result<(), Rejection> {
-        let event = decode(&self.usage_decoder, message).await?;
+        let mut waited = Duration::ZERO;
+        let event = decode(&self.usage_decoder, message, &mut waited).await;
+        self.forgive_stall(waited.as_millis() as i64);
+        let event = event?;
         self.metrics
             .decoded
             .with_label_values(&[message.topic()])
@@ -631,7 +656,10 @@ impl Pipeline {
                     .inc();
                 None
             }
-            Intake::Empty => None,
+            Intake::Empty => {
+                self.metrics.unaccounted.inc();
+                None
+            }
         }
     }
 
@@ -640,12 +668,20 @@ impl Pipeline {
         slot_id: i32,
         message: &BorrowedMessage<'_>,
     ) -> Result<(), Rejection> {
-        let event = decode(&self.cost_decoder, message).await?;
+        let mut waited = Duration::ZERO;
+        let event = decode(&self.cost_decoder, message, &mut waited).await;
+        self.forgive_stall(waited.as_millis() as i64);
+        let event = event?;
         self.metrics
             .decoded
             .with_label_values(&[message.topic()])
             .inc();
-        let intake = ingest::cost_line(&event, &self.config.exclusions, &self.config.cost_scopes)?;
+        let intake = ingest::cost_line(
+            &event,
+            &self.config.exclusions,
+            &self.config.cost_scopes,
+            now_ms(),
+        )?;
         let Some(line) = self.accepted(intake) else {
             return Ok(());
         };
@@ -663,29 +699,51 @@ impl Pipeline {
                 .cost_lines
                 .with_label_values(&["unchanged"])
                 .inc(),
-            CostAdmission::TooLate => {
-                return Err(Rejection {
-                    reason: DeadLetterReason::TooLate,
-                    detail: "the charge period is past the retention horizon".into(),
-                })
+            CostAdmission::TooLate { expired, windows } => {
+                return Err(Rejection::new(
+                    DeadLetterReason::TooLate,
+                    format!("{expired} of the {windows} windows of the charge period are past the retention horizon"),
+                ))
             }
+            CostAdmission::Refused(reason, detail) => return Err(Rejection::new(reason, detail)),
         }
         Ok(())
     }
 
-    async fn checkpoint_all(&mut self, consumer: &TrackerConsumer) {
+    /// Checkpoints every slot. Time spent here beyond a normal round (retrying an outage) is
+    /// not idleness of the input: the watermarks' clocks are moved on by it, so a stall of the
+    /// process itself never turns its backlog into `too_late`.
+    async fn checkpoint_all(&mut self, consumer: &TrackerConsumer) -> anyhow::Result<()> {
+        let started = now_ms();
         let slots: Vec<i32> = self.slots.keys().copied().collect();
         for slot in slots {
-            self.checkpoint(consumer, slot).await;
+            self.checkpoint(consumer, slot).await?;
+        }
+        let finished = now_ms();
+        self.forgive_stall(finished - started);
+        self.health
+            .last_checkpoint_ms
+            .store(finished, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Moves every partition's idle clock on by `stalled_ms` of processing time during which
+    /// this process read nothing (a retry loop), when that was longer than a second.
+    fn forgive_stall(&mut self, stalled_ms: i64) {
+        if stalled_ms > 1_000 {
+            for slot in self.slots.values_mut() {
+                slot.watermarks.forgive(stalled_ms);
+            }
         }
     }
 
-    /// Emits, publishes and commits one slot. Retries until it succeeds (consumption pauses
-    /// meanwhile, nothing is dropped) or the slot turns out to belong to another instance.
-    async fn checkpoint(&mut self, consumer: &TrackerConsumer, slot_id: i32) {
+    /// Emits, publishes and commits one slot. Retries transient failures until it succeeds
+    /// (consumption pauses meanwhile, nothing is dropped) or the slot turns out to belong to
+    /// another instance; a permanent failure is returned.
+    async fn checkpoint(&mut self, consumer: &TrackerConsumer, slot_id: i32) -> anyhow::Result<()> {
         let window = self.config.window;
         let Some(slot) = self.slots.get_mut(&slot_id) else {
-            return;
+            return Ok(());
         };
         if let Some(w) =
             slot.watermarks
@@ -716,7 +774,7 @@ impl Pipeline {
             .values()
             .map(|s| s.accountant.store().open_keys() as i64);
         self.metrics.windows_open.set(open_keys.sum());
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::default();
         // Once the broker has acknowledged the checkpoint's messages, a retry only redoes the
         // Postgres commit.
         let mut published = false;
@@ -749,12 +807,19 @@ impl Pipeline {
                         "slot claimed by another instance; dropping its uncommitted state"
                     );
                     self.slots.remove(&slot_id);
-                    return;
+                    return Ok(());
+                }
+                Err(error) if !error.is_transient() => {
+                    // It would fail the same way forever: stop (the slot's input stays
+                    // uncommitted, so nothing is lost) and say why, instead of hanging.
+                    return Err(
+                        error.context(format!("checkpoint of slot {slot_id} failed permanently"))
+                    );
                 }
                 Err(error) => {
-                    warn!(error = %format!("{error:#}"), retry_in = ?backoff, "checkpoint failed; consumption paused");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    let retry_in = backoff.next_delay();
+                    warn!(error = %format!("{error:#}"), ?retry_in, "checkpoint failed; consumption paused");
+                    tokio::time::sleep(retry_in).await;
                 }
             }
         }
@@ -768,6 +833,7 @@ impl Pipeline {
         if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
             warn!(%error, "committing offsets to the group (monitoring only)");
         }
+        Ok(())
     }
 
     fn observe_checkpoint(
@@ -838,6 +904,7 @@ async fn timed<T, E>(
 async fn decode<T: crate::standard::StandardRecord>(
     decoder: &RecordDecoder<T>,
     message: &BorrowedMessage<'_>,
+    waited: &mut Duration,
 ) -> Result<T, Rejection> {
     let Some(payload) = message.payload() else {
         return Err(Rejection {
@@ -845,14 +912,15 @@ async fn decode<T: crate::standard::StandardRecord>(
             detail: "empty payload".into(),
         });
     };
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::default();
     loop {
         match decoder.decode(payload).await {
             Ok(event) => return Ok(event),
             Err(error) if error.is_retriable() => {
-                warn!(%error, retry_in = ?backoff, "schema registry unavailable; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                let retry_in = backoff.next_delay();
+                warn!(%error, ?retry_in, "schema registry unavailable; retrying");
+                tokio::time::sleep(retry_in).await;
+                *waited += retry_in;
             }
             Err(error) => {
                 let reason = match &error {

@@ -217,7 +217,7 @@ async fn elastic_documents_become_usage_events_and_dead_letters() {
     let fixtures = fixtures();
     let registry = common::registry().await;
     let endpoint = common::endpoint(&registry);
-    let kafka = common::kafka_one_record_per_batch();
+    let kafka = common::kafka();
     let input = common::unique("elastic-in");
     kafka
         .ensure_topics(&[TopicSpec::new(&input, 2, 1)])

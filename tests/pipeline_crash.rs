@@ -16,7 +16,7 @@ const T0: i64 = 1_793_577_600_000; // 2026-11-02T00:00:00Z
 async fn killed_and_restarted_tracker_matches_an_uninterrupted_run() {
     let registry = common::registry().await;
     let endpoint = common::endpoint(&registry);
-    let kafka = common::kafka_one_record_per_batch();
+    let kafka = common::kafka();
     let usage_topic = common::unique("crash-usage");
     let cost_topic = common::unique("crash-cost");
     kafka

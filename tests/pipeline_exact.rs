@@ -26,7 +26,7 @@ const H: i64 = 3_600_000;
 async fn known_input_gives_exact_rows_in_postgres_and_kafka() {
     let registry = common::registry().await;
     let endpoint = common::endpoint(&registry);
-    let kafka = common::kafka_one_record_per_batch();
+    let kafka = common::kafka();
     let topics = Topics {
         usage_events: common::unique("exact-usage"),
         cost_events: common::unique("exact-cost"),

@@ -26,7 +26,7 @@ async fn owners(database_url: &str) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_the_work_and_match_one_instance() {
     let registry = common::registry().await;
-    let kafka = common::kafka_one_record_per_batch();
+    let kafka = common::kafka();
     let usage_topic = common::unique("group-usage");
     let cost_topic = common::unique("group-cost");
     kafka

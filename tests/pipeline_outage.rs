@@ -28,7 +28,7 @@ const WAIT: Duration = Duration::from_secs(90);
 async fn readiness_follows_the_database_and_nothing_is_lost_while_it_is_down() {
     use MeasurementKind::*;
     let registry = common::registry().await;
-    let kafka = common::kafka_one_record_per_batch();
+    let kafka = common::kafka();
     let topics = Topics {
         usage_events: common::unique("outage-usage"),
         cost_events: common::unique("outage-cost"),

@@ -13,8 +13,8 @@ use crate::standard::{
     AllocatedCost, EpochMillis, Micros, RecordCostStatus, ResourceUsage, UsageRecord,
 };
 use crate::window::{
-    Admission, ClusterWindowView, CostLedger, CostLine, LedgerChange, PersistedWindow, Sample,
-    WindowKey, WindowStore,
+    Admission, ClusterWindowView, CostLedger, CostLine, LedgerChange, LedgerRefusal,
+    PersistedWindow, Sample, WindowKey, WindowStore,
 };
 
 pub use pricing::RateCard;
@@ -67,8 +67,16 @@ pub enum CostAdmission {
     Applied,
     /// Same or older revision: nothing changed.
     Unchanged,
-    /// Every window it covers is past retention.
-    TooLate,
+    /// A window it covers is past retention (the whole line is refused: accounting only its
+    /// live part would lose the rest without a trace).
+    TooLate {
+        /// Windows past retention, of all it covers.
+        expired: usize,
+        /// Windows it covers.
+        windows: usize,
+    },
+    /// Refused: it would mix currencies in a window or take a window's cost out of range.
+    Refused(DeadLetterReason, String),
 }
 
 impl Accountant {
@@ -112,14 +120,40 @@ impl Accountant {
     /// Takes a bill line (or a correction of one).
     pub fn cost(&mut self, line: CostLine) -> CostAdmission {
         let spec = self.store.config().spec;
-        if self
-            .store
-            .is_expired(spec.start_of(line.end.max(line.start + 1) - 1))
+        let first = spec.start_of(line.start);
+        let last = spec.start_of(line.end.max(line.start + 1) - 1);
+        if self.store.is_expired(first) {
+            let size = spec.size_ms();
+            let windows = ((last - first) / size + 1) as usize;
+            let expired = (first..=last)
+                .step_by(size as usize)
+                .take_while(|w| self.store.is_expired(*w))
+                .count();
+            return CostAdmission::TooLate { expired, windows };
+        }
+        if let Some(card) = self
+            .rate_card
+            .as_ref()
+            .filter(|c| c.currency != line.currency)
         {
-            return CostAdmission::TooLate;
+            return CostAdmission::Refused(
+                DeadLetterReason::CurrencyMismatch,
+                format!(
+                    "the rate card prices in {}; a bill line in {} cannot be summed with its estimates",
+                    card.currency, line.currency
+                ),
+            );
         }
         match self.ledger.upsert(line) {
             LedgerChange::Stale | LedgerChange::Unchanged => CostAdmission::Unchanged,
+            LedgerChange::Refused(refusal) => {
+                let reason = match refusal {
+                    LedgerRefusal::CurrencyMismatch { .. } => DeadLetterReason::CurrencyMismatch,
+                    LedgerRefusal::WindowTotalTooLarge { .. }
+                    | LedgerRefusal::TooManyLines { .. } => DeadLetterReason::OutOfRange,
+                };
+                CostAdmission::Refused(reason, refusal.to_string())
+            }
             LedgerChange::Changed(windows) => {
                 for (cluster, window_start) in windows {
                     self.store.touch(&cluster, window_start);
@@ -517,7 +551,13 @@ mod tests {
             books.usage(&sample(4, Some("b"), 0, H, &[(Usage, 1.0)])),
             Admission::TooLate
         );
-        assert_eq!(books.cost(bill(3, 1)), CostAdmission::TooLate);
+        assert_eq!(
+            books.cost(bill(3, 1)),
+            CostAdmission::TooLate {
+                expired: 1,
+                windows: 1
+            }
+        );
     }
 
     /// Final figures of every record, without revisions.

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::allocate::Charge;
 use crate::measure::{Capacity, Quantity, Resource, ResourceTotals};
+use crate::standard::limits::check_amount;
 use crate::standard::{CostCategory, CostStatus, Micros};
 
 /// Prices per unit-hour, in micro-units of `currency`.
@@ -62,8 +63,14 @@ impl RateCard {
                 sum + t.get(resource).allocated()
             });
             let basis = capacity.get(resource).max(allocated);
-            let amount = i128::from(price) * basis.micros()
-                / (QUANTITY_SCALE * SECONDS_PER_HOUR * unit_divisor);
+            // Checked: usage is producers' input. An estimate that does not fit the standard's
+            // amount range is left out (the window shows unpriced for it), never wrapped.
+            let amount = i128::from(price)
+                .checked_mul(basis.micros())?
+                .checked_div(QUANTITY_SCALE * SECONDS_PER_HOUR * unit_divisor)?;
+            let amount = Micros::try_from(amount)
+                .ok()
+                .filter(|a| check_amount("estimate", *a).is_ok())?;
             (amount != 0).then(|| Charge {
                 origin_source: "rate-card".into(),
                 origin_id: format!("rate-card/{}", resource.name()),
@@ -71,7 +78,7 @@ impl RateCard {
                 status: CostStatus::Estimated,
                 currency: self.currency.clone(),
                 namespace: None,
-                amount: amount as Micros,
+                amount,
             })
         })
         .collect()

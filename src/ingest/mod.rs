@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::measure::{Quantity, Resource};
+use crate::standard::limits::{self, LimitError};
 use crate::standard::{CostEvent, EpochMillis, MeasurementKind, UsageEvent};
 use crate::window::{CostLine, Sample};
 
@@ -37,6 +38,13 @@ pub enum DeadLetterReason {
     NotJson,
     /// An Elastic `kubernetes` metricset this version does not know (see `ecs`).
     UnknownMetricset,
+    /// A string with a control character, or longer than its field allows.
+    InvalidString,
+    /// A time, interval, quantity or amount outside the standard's limits, or a bill line that
+    /// would take its windows' cost beyond them.
+    OutOfRange,
+    /// A bill line in another currency than the lines (or the rate card) of its windows.
+    CurrencyMismatch,
 }
 
 impl DeadLetterReason {
@@ -52,6 +60,9 @@ impl DeadLetterReason {
             DeadLetterReason::TooLate => "too_late",
             DeadLetterReason::NotJson => "not_json",
             DeadLetterReason::UnknownMetricset => "unknown_metricset",
+            DeadLetterReason::InvalidString => "invalid_string",
+            DeadLetterReason::OutOfRange => "out_of_range",
+            DeadLetterReason::CurrencyMismatch => "currency_mismatch",
         }
     }
 }
@@ -65,8 +76,20 @@ pub struct Rejection {
     pub detail: String,
 }
 
+impl From<LimitError> for Rejection {
+    fn from(error: LimitError) -> Self {
+        let reason = if error.is_string() {
+            DeadLetterReason::InvalidString
+        } else {
+            DeadLetterReason::OutOfRange
+        };
+        Rejection::new(reason, error.to_string())
+    }
+}
+
 impl Rejection {
-    fn new(reason: DeadLetterReason, detail: impl Into<String>) -> Self {
+    /// A rejection for `reason`.
+    pub fn new(reason: DeadLetterReason, detail: impl Into<String>) -> Self {
         Self {
             reason,
             detail: detail.into(),
@@ -81,7 +104,7 @@ pub enum Intake<T> {
     Accepted(T),
     /// Left out by an exclusion rule.
     Excluded(ExcludedBy),
-    /// Counted but carries no known resource.
+    /// Valid, but carries no resource this version accounts (counted in a metric).
     Empty,
 }
 
@@ -141,7 +164,8 @@ pub fn usage_sample(
             format!("end {} before start {}", event.end, event.start),
         ));
     }
-    if event.end > now + future_skew_ms {
+    limits::check_usage_event(event)?;
+    if event.end > now.saturating_add(future_skew_ms) {
         return Err(Rejection::new(
             FutureTimestamp,
             format!(
@@ -219,6 +243,7 @@ pub fn cost_line(
     event: &CostEvent,
     exclusions: &Exclusions,
     scopes: &[CostScope],
+    now: EpochMillis,
 ) -> Result<Intake<CostLine>, Rejection> {
     use DeadLetterReason::*;
     if event.id.is_empty() || event.source.is_empty() {
@@ -244,6 +269,17 @@ pub fn cost_line(
             format!(
                 "billing_currency {:?} is not an ISO 4217 code",
                 event.billing_currency
+            ),
+        ));
+    }
+    limits::check_cost_event(event)?;
+    if event.charge_period_start > now.saturating_add(limits::MAX_CHARGE_LEAD_MS) {
+        return Err(Rejection::new(
+            FutureTimestamp,
+            format!(
+                "charge period starts at {} ms, more than {} ms after now ({now})",
+                event.charge_period_start,
+                limits::MAX_CHARGE_LEAD_MS
             ),
         ));
     }
@@ -291,6 +327,9 @@ mod tests {
     use super::*;
     use crate::standard::{Measurement, WorkloadSubject};
 
+    /// 2026-01-01T00:00:00Z.
+    const T: i64 = 1_767_225_600_000;
+
     fn event(
         namespace: Option<&str>,
         kind: MeasurementKind,
@@ -302,9 +341,9 @@ mod tests {
             id: "e1".into(),
             source: "//test".into(),
             event_type: "io.ferrisdx.usage.v1".into(),
-            time: 10_000,
-            start: 0,
-            end: 10_000,
+            time: T + 10_000,
+            start: T,
+            end: T + 10_000,
             subject: WorkloadSubject {
                 cluster_id: "c".into(),
                 namespace: namespace.map(str::to_owned),
@@ -329,7 +368,7 @@ mod tests {
         let Intake::Accepted(sample) = usage_sample(
             &event(Some("a"), MeasurementKind::Usage, 2.5, "core_seconds"),
             &none,
-            10_000,
+            T + 10_000,
             0,
         )
         .unwrap() else {
@@ -377,7 +416,7 @@ mod tests {
             reason(usage_sample(
                 &event(None, MeasurementKind::Usage, 1.0, "core_seconds"),
                 &none,
-                10_000,
+                T + 10_000,
                 0
             )),
             NoNamespace
@@ -386,7 +425,7 @@ mod tests {
             reason(usage_sample(
                 &event(Some("a"), MeasurementKind::Usage, f64::NAN, "core_seconds"),
                 &none,
-                10_000,
+                T + 10_000,
                 0
             )),
             InvalidEvent
@@ -395,7 +434,7 @@ mod tests {
             reason(usage_sample(
                 &event(Some("a"), MeasurementKind::Usage, -1.0, "core_seconds"),
                 &none,
-                10_000,
+                T + 10_000,
                 0
             )),
             InvalidEvent
@@ -404,7 +443,7 @@ mod tests {
             reason(usage_sample(
                 &event(Some("a"), MeasurementKind::Usage, 1.0, "bytes"),
                 &none,
-                10_000,
+                T + 10_000,
                 0
             )),
             InvalidEvent
@@ -413,7 +452,7 @@ mod tests {
             reason(usage_sample(
                 &event(Some("a"), MeasurementKind::Capacity, 1.0, "core_seconds"),
                 &none,
-                10_000,
+                T + 10_000,
                 0
             )),
             InvalidEvent
@@ -422,7 +461,7 @@ mod tests {
             reason(usage_sample(
                 &event(Some("a"), MeasurementKind::Usage, 1.0, "core_seconds"),
                 &none,
-                0,
+                T,
                 5_000
             )),
             FutureTimestamp

@@ -3,6 +3,7 @@
 
 pub mod diff;
 pub mod fast;
+pub mod limits;
 pub mod records;
 pub mod registry;
 pub mod schemas;

@@ -68,10 +68,23 @@ pub enum WireError {
 }
 
 impl WireError {
-    /// Whether trying again later may succeed (the registry was unreachable).
+    /// Whether trying again later may succeed: the registry was unreachable, or answered with
+    /// anything but a clear "not found" (401, 403, 429, 500, 504 ... say nothing about the id).
     pub fn is_retriable(&self) -> bool {
-        matches!(self, WireError::Registry(e) if e.retriable)
+        matches!(self, WireError::Registry(e) if registry_error_is_transient(e))
     }
+}
+
+/// `schema_registry_converter` retries only 502 and 503 and caches every other HTTP failure
+/// for the id; we treat every answer but 404 as transient (and clear its cache, see
+/// [`RecordDecoder::decode`]). Its errors carry the status only in their message.
+fn registry_error_is_transient(error: &SRCError) -> bool {
+    const HTTP_FAILED: &str = "HTTP request to schema registry failed with status ";
+    error.retriable
+        || error
+            .error
+            .strip_prefix(HTTP_FAILED)
+            .is_some_and(|status| !status.starts_with("404"))
 }
 
 /// Splits a Confluent-framed payload into schema id and Avro body.
@@ -144,7 +157,16 @@ impl<T: StandardRecord> RecordDecoder<T> {
         if let Some(decoded) = self.read_cached(schema_id, body) {
             return decoded;
         }
-        let reader = self.prepare(schema_id).await?;
+        let reader = match self.prepare(schema_id).await {
+            Ok(reader) => reader,
+            Err(error) => {
+                if error.is_retriable() {
+                    // Never remember a transient answer as the id's verdict.
+                    self.registry.remove_errors_from_cache();
+                }
+                return Err(error);
+            }
+        };
         read(&reader, schema_id, body)
     }
 
@@ -255,6 +277,32 @@ impl<T: StandardRecord> PreparedReader<T> {
 mod tests {
     use super::*;
     use crate::standard::{CostEvent, UsageEvent};
+
+    #[test]
+    fn only_a_clear_not_found_from_the_registry_is_permanent() {
+        let http = |status: &str| {
+            WireError::Registry(SRCError::new(
+                &format!("HTTP request to schema registry failed with status {status}"),
+                None,
+                false,
+            ))
+        };
+        for status in [
+            "401 Unauthorized",
+            "403 Forbidden",
+            "429 Too Many Requests",
+            "500 Internal Server Error",
+            "504 Gateway Timeout",
+        ] {
+            assert!(http(status).is_retriable(), "{status}");
+        }
+        assert!(!http("404 Not Found").is_retriable());
+        let unreachable = WireError::Registry(SRCError::new("connection refused", None, true));
+        assert!(unreachable.is_retriable());
+        let unparsable = WireError::Registry(SRCError::new("could not parse schema", None, false));
+        assert!(!unparsable.is_retriable());
+        assert!(!WireError::NotFramed("shorter than 5 bytes").is_retriable());
+    }
 
     fn usage_event() -> UsageEvent {
         serde_json::from_value(serde_json::json!({

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::allocate::money::apportion_over_windows;
 use crate::allocate::Charge;
+use crate::standard::limits::{MAX_LINES_PER_WINDOW, MAX_WINDOW_COST_MICROS};
 use crate::standard::{CostCategory, CostStatus, EpochMillis, Micros};
 
 use super::WindowSpec;
@@ -44,6 +45,63 @@ pub enum LedgerChange {
     Stale,
     /// A newer revision with the same content: the revision is kept, no window is affected.
     Unchanged,
+    /// Refused; the ledger is as before.
+    Refused(LedgerRefusal),
+}
+
+/// Why a line cannot join the windows it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerRefusal {
+    /// A window already holds lines in another currency: its figures could not be summed.
+    CurrencyMismatch {
+        /// The window.
+        window_start: EpochMillis,
+        /// The currency of the lines it holds.
+        held: String,
+        /// The line's currency.
+        offered: String,
+    },
+    /// The window's lines would together exceed [`MAX_WINDOW_COST_MICROS`].
+    WindowTotalTooLarge {
+        /// The window.
+        window_start: EpochMillis,
+    },
+    /// The window already holds [`MAX_LINES_PER_WINDOW`] lines.
+    TooManyLines {
+        /// The window.
+        window_start: EpochMillis,
+    },
+}
+
+impl std::fmt::Display for LedgerRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LedgerRefusal::CurrencyMismatch {
+                window_start,
+                held,
+                offered,
+            } => write!(
+                f,
+                "the window starting {window_start} ms holds bill lines in {held}; a line in {offered} cannot be summed with them"
+            ),
+            LedgerRefusal::WindowTotalTooLarge { window_start } => write!(
+                f,
+                "the bill lines of the window starting {window_start} ms would exceed {MAX_WINDOW_COST_MICROS} micro-units together"
+            ),
+            LedgerRefusal::TooManyLines { window_start } => write!(
+                f,
+                "the window starting {window_start} ms already holds {MAX_LINES_PER_WINDOW} bill lines"
+            ),
+        }
+    }
+}
+
+/// The currency and the sum of amount magnitudes of one cluster window's pieces.
+#[derive(Debug, Clone, Default)]
+struct WindowMoney {
+    currency: String,
+    lines: u32,
+    magnitude: u128,
 }
 
 type LineKey = (String, String);
@@ -61,6 +119,8 @@ pub struct CostLedger {
     lines: BTreeMap<LineKey, StoredLine>,
     by_cluster: BTreeMap<String, BTreeSet<LineKey>>,
     unsaved: BTreeSet<LineKey>,
+    /// Per (cluster, window start): keeps one currency per window and every sum in range.
+    money: BTreeMap<(String, EpochMillis), WindowMoney>,
 }
 
 impl CostLedger {
@@ -71,6 +131,7 @@ impl CostLedger {
             lines: BTreeMap::new(),
             by_cluster: BTreeMap::new(),
             unsaved: BTreeSet::new(),
+            money: BTreeMap::new(),
         }
     }
 
@@ -96,6 +157,12 @@ impl CostLedger {
                 self.unsaved.insert(key);
                 return LedgerChange::Unchanged;
             }
+        }
+        let pieces = apportion_over_windows(line.start, line.end, line.amount, self.spec.size_ms());
+        if let Err(refusal) = self.admit(&key, &line, &pieces) {
+            return LedgerChange::Refused(refusal);
+        }
+        if let Some(old) = self.lines.remove(&key) {
             affected.extend(
                 old.pieces
                     .iter()
@@ -104,8 +171,9 @@ impl CostLedger {
             if let Some(keys) = self.by_cluster.get_mut(&old.line.cluster_id) {
                 keys.remove(&key);
             }
+            self.count_money(&old.line, &old.pieces, false);
         }
-        let pieces = apportion_over_windows(line.start, line.end, line.amount, self.spec.size_ms());
+        self.count_money(&line, &pieces, true);
         affected.extend(pieces.iter().map(|(w, _)| (line.cluster_id.clone(), *w)));
         affected.sort();
         affected.dedup();
@@ -116,6 +184,66 @@ impl CostLedger {
         self.unsaved.insert(key.clone());
         self.lines.insert(key, StoredLine { line, pieces });
         LedgerChange::Changed(affected)
+    }
+
+    /// Whether `line` (replacing the stored line under `key`, if any) keeps each of its
+    /// windows in one currency and within [`MAX_WINDOW_COST_MICROS`].
+    fn admit(
+        &self,
+        key: &LineKey,
+        line: &CostLine,
+        pieces: &[(EpochMillis, Micros)],
+    ) -> Result<(), LedgerRefusal> {
+        let old = self.lines.get(key);
+        for &(window_start, amount) in pieces {
+            let Some(money) = self.money.get(&(line.cluster_id.clone(), window_start)) else {
+                if u128::from(amount.unsigned_abs()) > MAX_WINDOW_COST_MICROS {
+                    return Err(LedgerRefusal::WindowTotalTooLarge { window_start });
+                }
+                continue;
+            };
+            // What the stored revision contributes to this window is replaced, not added.
+            let replaced = old
+                .filter(|o| o.line.cluster_id == line.cluster_id)
+                .and_then(|o| o.pieces.iter().find(|(w, _)| *w == window_start))
+                .map(|(_, a)| u128::from(a.unsigned_abs()));
+            let others = money.lines - u32::from(replaced.is_some());
+            if others > 0 && money.currency != line.currency {
+                return Err(LedgerRefusal::CurrencyMismatch {
+                    window_start,
+                    held: money.currency.clone(),
+                    offered: line.currency.clone(),
+                });
+            }
+            if others >= MAX_LINES_PER_WINDOW {
+                return Err(LedgerRefusal::TooManyLines { window_start });
+            }
+            let total = money.magnitude - replaced.unwrap_or(0) + u128::from(amount.unsigned_abs());
+            if total > MAX_WINDOW_COST_MICROS {
+                return Err(LedgerRefusal::WindowTotalTooLarge { window_start });
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds (or takes away) a line's pieces to (from) its windows' money.
+    fn count_money(&mut self, line: &CostLine, pieces: &[(EpochMillis, Micros)], add: bool) {
+        for &(window_start, amount) in pieces {
+            let key = (line.cluster_id.clone(), window_start);
+            let magnitude = u128::from(amount.unsigned_abs());
+            if add {
+                let money = self.money.entry(key).or_default();
+                money.currency.clone_from(&line.currency);
+                money.lines += 1;
+                money.magnitude += magnitude;
+            } else if let Some(money) = self.money.get_mut(&key) {
+                money.lines -= 1;
+                money.magnitude -= magnitude;
+                if money.lines == 0 {
+                    self.money.remove(&key);
+                }
+            }
+        }
     }
 
     /// The charges of `cluster_id` that fall into the window starting at `window_start`.
@@ -165,6 +293,7 @@ impl CostLedger {
                 if let Some(keys) = self.by_cluster.get_mut(&stored.line.cluster_id) {
                     keys.remove(key);
                 }
+                self.count_money(&stored.line, &stored.pieces, false);
             }
             self.unsaved.remove(key);
         }
@@ -265,5 +394,73 @@ mod tests {
             "the new revision is saved"
         );
         assert_eq!(l.upsert(line("a", 4, 7)), LedgerChange::Stale);
+    }
+
+    #[test]
+    fn a_window_keeps_one_currency() {
+        let mut l = ledger();
+        l.upsert(line("a", 1, 1_000_000));
+        let usd = CostLine {
+            currency: "USD".into(),
+            ..line("b", 1, 5)
+        };
+        assert!(matches!(
+            l.upsert(usd.clone()),
+            LedgerChange::Refused(LedgerRefusal::CurrencyMismatch { .. })
+        ));
+        assert_eq!(l.len(), 1, "refused lines are not kept");
+        // Elsewhere in time, or in another cluster, USD is fine.
+        let later = CostLine {
+            id: "b-later".into(),
+            start: 10 * H,
+            end: 11 * H,
+            ..usd.clone()
+        };
+        assert!(matches!(l.upsert(later), LedgerChange::Changed(_)));
+        // A correction of the only line of a window may change its currency.
+        let corrected = CostLine {
+            currency: "USD".into(),
+            ..line("a", 2, 1_000_000)
+        };
+        assert!(matches!(l.upsert(corrected), LedgerChange::Changed(_)));
+        assert!(matches!(l.upsert(usd), LedgerChange::Changed(_)));
+    }
+
+    #[test]
+    fn a_window_total_stays_in_range_and_corrections_replace_their_share() {
+        use crate::standard::limits::MAX_AMOUNT_MICROS;
+        let mut l = ledger();
+        // Ten lines at the per-line maximum (one window each) reach the window maximum.
+        for i in 0..10 {
+            let change = l.upsert(CostLine {
+                end: H,
+                ..line(&format!("l{i}"), 1, -MAX_AMOUNT_MICROS)
+            });
+            assert!(matches!(change, LedgerChange::Changed(_)), "{i}");
+        }
+        let one_more = l.upsert(CostLine {
+            end: H,
+            ..line("l10", 1, 1)
+        });
+        assert!(matches!(
+            one_more,
+            LedgerChange::Refused(LedgerRefusal::WindowTotalTooLarge { window_start: 0 })
+        ));
+        // Replacing a line's amount is counted as a replacement, not on top.
+        let corrected = l.upsert(CostLine {
+            end: H,
+            ..line("l0", 2, MAX_AMOUNT_MICROS)
+        });
+        assert!(matches!(corrected, LedgerChange::Changed(_)));
+        // Eviction gives the room back.
+        l.evict_ended_before(H);
+        assert!(l.is_empty());
+        assert!(matches!(
+            l.upsert(CostLine {
+                end: H,
+                ..line("l11", 1, 1)
+            }),
+            LedgerChange::Changed(_)
+        ));
     }
 }

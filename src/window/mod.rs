@@ -6,7 +6,7 @@ mod spec;
 mod store;
 mod watermark;
 
-pub use cost_ledger::{CostLedger, CostLine, LedgerChange};
+pub use cost_ledger::{CostLedger, CostLine, LedgerChange, LedgerRefusal};
 pub use spec::{WindowConfig, WindowSpec};
 pub use store::persisted::ClusterState as PersistedWindow;
 pub use store::{Admission, ClusterWindowView, Revision, Sample, WindowKey, WindowStore};

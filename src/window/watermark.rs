@@ -53,6 +53,14 @@ impl Watermarks {
         }
     }
 
+    /// Moves every partition's last-seen time on by `ms`: processing time during which this
+    /// process could not read (a retry loop) does not count towards the idle timeout.
+    pub fn forgive(&mut self, ms: i64) {
+        for clock in self.partitions.values_mut() {
+            clock.last_seen_at = clock.last_seen_at.saturating_add(ms);
+        }
+    }
+
     /// Max event time seen per partition, for checkpoints.
     pub fn max_event_times(&self) -> impl Iterator<Item = (&str, i32, EpochMillis)> {
         self.partitions
@@ -116,6 +124,19 @@ mod tests {
             "not idle yet"
         );
         assert_eq!(w.advance(600_000, 1_000, 60_000), Some(539_000));
+    }
+
+    #[test]
+    fn a_stall_of_the_process_is_not_idleness_of_the_input() {
+        let mut w = Watermarks::default();
+        w.observe("usage", 0, 10_000, 0);
+        // The process spent ten minutes retrying a database outage, reading nothing.
+        w.forgive(600_000);
+        assert_eq!(
+            w.advance(600_001, 1_000, 60_000),
+            Some(9_000),
+            "the backlog's event time still holds the watermark"
+        );
     }
 
     #[test]

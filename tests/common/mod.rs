@@ -116,11 +116,16 @@ pub async fn fresh_database() -> String {
     format!("{server}/{name}")
 }
 
-/// Publishes already-encoded messages, one record per batch (see the Tansu note in
-/// scripts/stack.sh), and waits for every acknowledgement.
+/// Publishes already-encoded messages in batches, as real agents do (linger 20 ms), and waits
+/// for every acknowledgement.
 pub async fn publish(kafka: &KafkaConnection, topic: &str, messages: &[(String, Vec<u8>)]) {
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    let producer: FutureProducer = kafka.producer_config().create().unwrap();
+    let producer: FutureProducer = kafka
+        .producer_config()
+        .set("linger.ms", "20")
+        .set("partitioner", "murmur2_random")
+        .create()
+        .unwrap();
     let sends = messages.iter().map(|(key, payload)| {
         producer.send(
             FutureRecord::to(topic).key(key).payload(payload),
@@ -130,15 +135,6 @@ pub async fn publish(kafka: &KafkaConnection, topic: &str, messages: &[(String, 
     for result in futures::future::join_all(sends).await {
         result.map_err(|(e, _)| e).unwrap();
     }
-}
-
-/// The stack's broker with the local stack's client settings (see scripts/stack.sh).
-pub fn kafka_one_record_per_batch() -> KafkaConnection {
-    let mut kafka = kafka();
-    kafka
-        .producer_properties
-        .push(("batch.num.messages".into(), "1".into()));
-    kafka
 }
 
 /// A consumer of `topic` from its beginning, in a group of its own.
@@ -235,7 +231,6 @@ pub fn tracker_config(
     let mut text = format!(
         "[http]\nlisten = \"127.0.0.1:0\"\n\n[kafka]\ngroup_id = \"{}\"\n\n\
          [kafka.consumer_properties]\n\"session.timeout.ms\" = \"6000\"\n\n\
-         [kafka.producer_properties]\n\"batch.num.messages\" = \"1\"\n\n\
          [pipeline]\ncheckpoint_interval = \"{checkpoint_interval}\"\n\n[topics]\npartitions = {partitions}\n",
         unique(name)
     );
