@@ -70,13 +70,15 @@ start_broker() {
   # answers from the *next* batch, so a consumer resuming inside a batch silently skips the rest
   # of it. The sqlite:// engine honours the fetch contract (tests/broker_contract.rs probes it),
   # so it is the default; memory:// stays selectable for experiments only.
+  # Tansu resolves a sqlite:// path relative to its working directory (even after ///), so it
+  # runs in $dir with a relative file name.
   local engine=memory://tansu/
-  [ "$storage" = sqlite ] && engine="sqlite://$dir/tansu.db"
-  log "starting tansu on 127.0.0.1:$kafka_port ($engine)"
-  nohup tansu broker \
+  [ "$storage" = sqlite ] && engine="sqlite://tansu.db"
+  log "starting tansu on 127.0.0.1:$kafka_port ($engine in $dir)"
+  (cd "$dir" && exec nohup tansu broker \
     --listener-url "tcp://127.0.0.1:$kafka_port" \
     --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
-    --storage-engine "$engine" >"$dir/tansu.log" 2>&1 &
+    --storage-engine "$engine" >"$dir/tansu.log" 2>&1) &
   echo $! >"$dir/tansu.pid"
   wait_port tansu "$kafka_port" 30
 }

@@ -5,10 +5,11 @@
 //! windows. Instances share the slots through a Kafka consumer group (range assignor, so both
 //! topics' partition `p` go to the same instance). An instance claims a slot in Postgres when it
 //! is assigned (which fences the previous owner), restores the slot's last checkpoint and seeks
-//! both partitions to the positions stored with it. A checkpoint commits a slot's records, state
-//! and input positions in one transaction, refused if the slot was claimed since. Records go to
-//! Kafka before that commit: after a crash they may be published again, with the same key and a
-//! revision at least as high.
+//! both partitions to the positions stored with it. A checkpoint commits a slot's records, state,
+//! input positions and the Kafka messages it publishes (a transactional outbox) in one
+//! transaction, refused if the slot was claimed since; the messages go to Kafka only after that
+//! commit, and a new owner publishes whatever a crashed one left staged. So a (key, revision) on
+//! the records topic has one content, and an instance that lost its slot publishes nothing new.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -33,6 +34,7 @@ use crate::kafka::{KafkaConnection, TopicSpec};
 use crate::metrics::{counts, Metrics};
 use crate::retry::{Backoff, Transience};
 use crate::sink::kafka::{DeadLetter, KafkaSink};
+use crate::sink::outbox::OutboxMessage;
 use crate::sink::postgres::{CommitError, PartitionPosition, PostgresSink, RestoredState};
 use crate::standard::registry::RegistryEndpoint;
 use crate::standard::wire::{RecordDecoder, WireError};
@@ -116,6 +118,8 @@ pub struct RunSummary {
     pub usage_late: u64,
     /// Duplicates skipped.
     pub duplicates: u64,
+    /// Valid usage events without a measurement of an accounted resource.
+    pub usage_unaccounted: u64,
     /// Events left out by exclusion rules, per rule.
     pub excluded: BTreeMap<String, u64>,
     /// Bill lines per outcome (applied, unchanged).
@@ -135,6 +139,7 @@ impl RunSummary {
             usage_applied: m.usage_applied.get(),
             usage_late: m.late.get(),
             duplicates: m.duplicates.get(),
+            usage_unaccounted: m.unaccounted.get(),
             excluded: counts(&m.excluded),
             cost_lines: counts(&m.cost_lines),
             dead_letters: counts(&m.dead_letters),
@@ -489,6 +494,30 @@ impl Pipeline {
                 targets.insert(key, high);
             }
         }
+        // A former owner may have committed a checkpoint and died before publishing it.
+        let mut backoff = Backoff::default();
+        loop {
+            match self.publish_outbox(slot, epoch).await {
+                Ok(0) => break,
+                Ok(count) => {
+                    info!(slot, count, "published what the former owner had committed");
+                    break;
+                }
+                Err(error) if matches!(error.downcast_ref(), Some(CommitError::Fenced { .. })) => {
+                    warn!(
+                        slot,
+                        "slot claimed by another instance while being restored"
+                    );
+                    return Ok(());
+                }
+                Err(error) if !error.is_transient() => return Err(error),
+                Err(error) => {
+                    let retry_in = backoff.next_delay();
+                    warn!(slot, error = %format!("{error:#}"), ?retry_in, "publishing the slot's outbox failed; retrying");
+                    tokio::time::sleep(retry_in).await;
+                }
+            }
+        }
         let slot_state = self.restore(epoch, restored, positions, targets)?;
         self.slots.insert(slot, slot_state);
         consumer.resume(&tpl).context("resuming partitions")?;
@@ -710,6 +739,24 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Publishes what committed checkpoints of the slot staged, under the slot's lock, and
+    /// forgets it; returns how many messages went out.
+    async fn publish_outbox(&self, slot_id: i32, epoch: i64) -> anyhow::Result<usize> {
+        let pending = self.postgres.pending_outbox(slot_id, epoch).await?;
+        let count = pending.messages().len();
+        if count > 0 {
+            timed(
+                &self.metrics,
+                "kafka",
+                count,
+                self.kafka_sink.send_all(pending.messages()),
+            )
+            .await?;
+        }
+        pending.published().await?;
+        Ok(count)
+    }
+
     /// Checkpoints every slot. Time spent here beyond a normal round (retrying an outage) is
     /// not idleness of the input: the watermarks' clocks are moved on by it, so a stall of the
     /// process itself never turns its backlog into `too_late`.
@@ -775,28 +822,37 @@ impl Pipeline {
             .map(|s| s.accountant.store().open_keys() as i64);
         self.metrics.windows_open.set(open_keys.sum());
         let mut backoff = Backoff::default();
-        // Once the broker has acknowledged the checkpoint's messages, a retry only redoes the
-        // Postgres commit.
-        let mut published = false;
+        // Transactional outbox: the messages are encoded once, staged in the checkpoint's own
+        // transaction, and published only after it commits. A retry redoes only what is left.
+        let mut messages: Option<Vec<OutboxMessage>> = None;
+        let mut committed = false;
         loop {
             let attempt = async {
-                if !published {
-                    let kafka_items =
-                        checkpoint.records.len() + checkpoint.withdrawn.len() + dead_letters.len();
-                    timed(&self.metrics, "kafka", kafka_items, async {
-                        self.kafka_sink.publish(&checkpoint.records).await?;
-                        self.kafka_sink.tombstones(&checkpoint.withdrawn).await?;
-                        self.kafka_sink.dead_letters(&dead_letters).await
+                if messages.is_none() {
+                    messages = Some(
+                        self.kafka_sink
+                            .checkpoint_messages(
+                                &checkpoint.records,
+                                &checkpoint.withdrawn,
+                                &dead_letters,
+                            )
+                            .await?,
+                    );
+                }
+                if !committed {
+                    let staged = messages.as_deref().unwrap_or_default();
+                    timed(&self.metrics, "postgres", checkpoint.records.len(), async {
+                        self.postgres
+                            .commit(slot_id, epoch, &checkpoint, &positions, staged)
+                            .await
                     })
                     .await?;
-                    published = true;
+                    committed = true;
+                    if fault_requested(Fault::AbortAfterCommit) && !staged.is_empty() {
+                        std::process::abort();
+                    }
                 }
-                timed(&self.metrics, "postgres", checkpoint.records.len(), async {
-                    self.postgres
-                        .commit(slot_id, epoch, &checkpoint, &positions)
-                        .await
-                })
-                .await?;
+                self.publish_outbox(slot_id, epoch).await?;
                 anyhow::Ok(())
             };
             match attempt.await {
@@ -870,6 +926,23 @@ impl Pipeline {
             m.freshness
                 .observe(((now_ms() - t) as f64 / 1000.0).max(0.0));
         }
+    }
+}
+
+/// Faults a test can inject into a tracker process (through `USAGE_TRACKER_FAULT`), to prove
+/// what happens after a crash at that point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// `abort-after-commit`: die right after the first checkpoint with messages commits, before
+    /// they are published.
+    AbortAfterCommit,
+}
+
+fn fault_requested(fault: Fault) -> bool {
+    static REQUESTED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let requested = REQUESTED.get_or_init(|| std::env::var("USAGE_TRACKER_FAULT").ok());
+    match fault {
+        Fault::AbortAfterCommit => requested.as_deref() == Some("abort-after-commit"),
     }
 }
 

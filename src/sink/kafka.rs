@@ -1,5 +1,6 @@
 //! Kafka outputs: usage records (Avro, Confluent framing) and dead letters (original bytes with
-//! the reason in headers). Every batch is sent at once and awaited as a whole.
+//! the reason in headers), built as [`OutboxMessage`]s. Every batch is sent at once and awaited
+//! as a whole.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::ingest::DeadLetterReason;
 use crate::kafka::KafkaConnection;
+use crate::sink::outbox::OutboxMessage;
 use crate::standard::registry::RegistryEndpoint;
 use crate::standard::wire::RecordEncoder;
 use crate::standard::UsageRecord;
@@ -30,6 +32,55 @@ pub struct DeadLetter {
     pub partition: i32,
     /// Offset it had.
     pub offset: i64,
+}
+
+/// The largest original key plus value a dead letter carries: below the 1 MB that producers and
+/// brokers allow by default, with room for the headers. A larger message is dead-lettered
+/// without its value (`dlq.value_omitted` says how large it was); it stays in its own topic.
+pub const MAX_DEAD_LETTER_BYTES: usize = 900_000;
+
+/// The longest `dlq.error` detail kept.
+const MAX_DETAIL_BYTES: usize = 4096;
+
+impl DeadLetter {
+    /// The dead letter as published to `topic`: original key and value, the reason, detail and
+    /// origin in `dlq.*` headers (standard §6.4).
+    pub fn message(&self, topic: &str) -> OutboxMessage {
+        let mut detail = self.detail.clone();
+        if detail.len() > MAX_DETAIL_BYTES {
+            let mut end = MAX_DETAIL_BYTES;
+            while !detail.is_char_boundary(end) {
+                end -= 1;
+            }
+            detail.truncate(end);
+        }
+        let mut headers = vec![
+            ("dlq.reason".into(), self.reason.as_str().into()),
+            ("dlq.error".into(), detail),
+            ("dlq.topic".into(), self.topic.clone()),
+            ("dlq.partition".into(), self.partition.to_string()),
+            ("dlq.offset".into(), self.offset.to_string()),
+        ];
+        let size =
+            self.key.as_ref().map_or(0, Vec::len) + self.payload.as_ref().map_or(0, Vec::len);
+        let (key, payload) = if size > MAX_DEAD_LETTER_BYTES {
+            headers.push(("dlq.value_omitted".into(), size.to_string()));
+            (
+                self.key
+                    .clone()
+                    .filter(|k| k.len() <= MAX_DEAD_LETTER_BYTES),
+                None,
+            )
+        } else {
+            (self.key.clone(), self.payload.clone())
+        };
+        OutboxMessage {
+            topic: topic.to_owned(),
+            key,
+            payload,
+            headers,
+        }
+    }
 }
 
 /// Publishes records and dead letters.
@@ -88,67 +139,66 @@ impl KafkaSink {
         )
     }
 
-    /// Publishes records; returns once the broker acknowledged all of them.
-    pub async fn publish(&self, records: &[UsageRecord]) -> Result<(), PublishError> {
-        let mut encoded = Vec::with_capacity(records.len());
+    /// The messages of one checkpoint, encoded, in the order they are published: new record
+    /// revisions, tombstones of withdrawn records (null value, so compaction forgets them), and
+    /// dead letters (original bytes, the reason in headers).
+    pub async fn checkpoint_messages(
+        &self,
+        records: &[UsageRecord],
+        withdrawn: &[UsageRecord],
+        dead_letters: &[DeadLetter],
+    ) -> Result<Vec<OutboxMessage>, PublishError> {
+        let mut messages = Vec::with_capacity(records.len() + withdrawn.len() + dead_letters.len());
         for record in records {
-            encoded.push((Self::record_key(record), self.encoder.encode(record).await?));
+            messages.push(OutboxMessage {
+                topic: self.records_topic.clone(),
+                key: Some(Self::record_key(record).into_bytes()),
+                payload: Some(self.encoder.encode(record).await?),
+                headers: Vec::new(),
+            });
         }
-        let sends = encoded.iter().map(|(key, payload)| {
-            let message = FutureRecord::to(&self.records_topic)
-                .key(key)
-                .payload(payload);
-            self.send(&self.records_topic, message)
-        });
-        try_join_all(sends).await.map(drop)
-    }
-
-    /// Publishes tombstones (null payload) for withdrawn records, so compaction forgets them.
-    pub async fn tombstones(&self, withdrawn: &[UsageRecord]) -> Result<(), PublishError> {
-        let keys: Vec<String> = withdrawn.iter().map(Self::record_key).collect();
-        let sends = keys.iter().map(|key| {
-            let message: FutureRecord<'_, str, [u8]> =
-                FutureRecord::to(&self.records_topic).key(key.as_str());
-            self.send(&self.records_topic, message)
-        });
-        try_join_all(sends).await.map(drop)
+        messages.extend(withdrawn.iter().map(|record| OutboxMessage {
+            topic: self.records_topic.clone(),
+            key: Some(Self::record_key(record).into_bytes()),
+            payload: None,
+            headers: Vec::new(),
+        }));
+        messages.extend(
+            dead_letters
+                .iter()
+                .map(|letter| letter.message(&self.dead_letter_topic)),
+        );
+        Ok(messages)
     }
 
     /// Publishes dead letters unchanged, with the reason in headers.
     pub async fn dead_letters(&self, letters: &[DeadLetter]) -> Result<(), PublishError> {
-        let sends = letters.iter().map(|letter| {
-            let partition = letter.partition.to_string();
-            let offset = letter.offset.to_string();
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "dlq.reason",
-                    value: Some(letter.reason.as_str()),
-                })
-                .insert(Header {
-                    key: "dlq.error",
-                    value: Some(letter.detail.as_str()),
-                })
-                .insert(Header {
-                    key: "dlq.topic",
-                    value: Some(letter.topic.as_str()),
-                })
-                .insert(Header {
-                    key: "dlq.partition",
-                    value: Some(partition.as_str()),
-                })
-                .insert(Header {
-                    key: "dlq.offset",
-                    value: Some(offset.as_str()),
+        let messages: Vec<OutboxMessage> = letters
+            .iter()
+            .map(|letter| letter.message(&self.dead_letter_topic))
+            .collect();
+        self.send_all(&messages).await
+    }
+
+    /// Publishes messages as they are; returns once the broker acknowledged all of them.
+    pub async fn send_all(&self, messages: &[OutboxMessage]) -> Result<(), PublishError> {
+        let sends = messages.iter().map(|m| {
+            let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
+            for (key, value) in &m.headers {
+                headers = headers.insert(Header {
+                    key: key.as_str(),
+                    value: Some(value.as_str()),
                 });
-            let mut message: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(&self.dead_letter_topic).headers(headers);
-            if let Some(key) = &letter.key {
-                message = message.key(key.as_slice());
             }
-            if let Some(payload) = &letter.payload {
-                message = message.payload(payload.as_slice());
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&m.topic).headers(headers);
+            if let Some(key) = &m.key {
+                record = record.key(key.as_slice());
             }
-            self.send(&self.dead_letter_topic, message)
+            if let Some(payload) = &m.payload {
+                record = record.payload(payload.as_slice());
+            }
+            self.send(&m.topic, record)
         });
         try_join_all(sends).await.map(drop)
     }

@@ -1,4 +1,5 @@
 //! Where records go: Kafka (`usage.records.v1`, dead letters) and PostgreSQL.
 
 pub mod kafka;
+pub mod outbox;
 pub mod postgres;

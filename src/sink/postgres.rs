@@ -14,6 +14,8 @@ use crate::measure::Resource;
 use crate::standard::{CostCategory, CostStatus, EpochMillis, UsageRecord};
 use crate::window::{CostLine, PersistedWindow};
 
+use super::outbox::{self, OutboxMessage, Pending};
+
 /// Where one input partition stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionPosition {
@@ -160,14 +162,16 @@ impl PostgresSink {
         Ok((epoch, restored))
     }
 
-    /// Commits a slot's checkpoint and the input positions it covers, atomically, unless another
-    /// instance has claimed the slot since `epoch` (then nothing is written).
+    /// Commits a slot's checkpoint, the input positions it covers and the Kafka messages it
+    /// publishes (staged in the outbox), atomically, unless another instance has claimed the
+    /// slot since `epoch` (then nothing is written).
     pub async fn commit(
         &self,
         slot: i32,
         epoch: i64,
         checkpoint: &Checkpoint,
         positions: &[PartitionPosition],
+        messages: &[OutboxMessage],
     ) -> Result<(), CommitError> {
         let mut tx = self.pool.begin().await?;
         let current: Option<i64> =
@@ -185,8 +189,14 @@ impl PostgresSink {
         save_cost_lines(&mut tx, slot, &checkpoint.cost_lines).await?;
         delete_evicted(&mut tx, slot, checkpoint).await?;
         save_positions(&mut tx, slot, positions, checkpoint.watermark).await?;
+        outbox::stage(&mut tx, slot, messages).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The slot's staged messages, locked for publication by the owner of `epoch`.
+    pub async fn pending_outbox(&self, slot: i32, epoch: i64) -> Result<Pending, CommitError> {
+        Pending::read(&self.pool, slot, epoch).await
     }
 }
 

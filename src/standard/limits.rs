@@ -253,8 +253,9 @@ pub fn check_usage_event(event: &UsageEvent) -> Result<(), LimitError> {
     for m in &event.measurements {
         check_text("measurements.resource", &m.resource, MAX_TOKEN_LEN)?;
         check_text("measurements.unit", &m.unit, MAX_TOKEN_LEN)?;
-        // NaN and negative quantities are the caller's (`invalid_event`); only size is a limit.
-        if m.quantity > MAX_QUANTITY_UNITS {
+        // NaN, infinite and negative quantities are the caller's (`invalid_event`); only the
+        // size of a finite one is a limit.
+        if m.quantity.is_finite() && m.quantity > MAX_QUANTITY_UNITS {
             return Err(LimitError::QuantityTooLarge {
                 resource: m.resource.clone(),
                 value: m.quantity,
