@@ -34,6 +34,9 @@ struct Case {
     reason: Option<&'static str>,
 }
 
+/// A row's cpu used, cpu allocated, cost total in micros and currency.
+type Figures = (f64, f64, i64, Option<String>);
+
 fn now_ms() -> i64 {
     usage_tracker::time::now_ms()
 }
@@ -654,7 +657,7 @@ async fn hostile_messages_are_dead_lettered_and_their_neighbours_accounted_exact
     .fetch_all(&pool)
     .await
     .unwrap();
-    let actual: BTreeMap<(String, String), (f64, f64, i64, Option<String>)> = rows
+    let actual: BTreeMap<(String, String), Figures> = rows
         .iter()
         .map(|r| {
             (
