@@ -151,11 +151,6 @@ impl RunSummary {
 
 type PartitionKey = (String, i32);
 
-/// How long `--until-caught-up` waits for more input after reaching the high watermarks.
-const QUIET_PERIOD: Duration = Duration::from_secs(1);
-/// The longest `--until-caught-up` keeps reading after reaching the high watermarks.
-const CATCH_UP_GRACE: Duration = Duration::from_secs(10);
-
 /// Checkpoint intervals without a completed checkpoint round after which `/readyz` reports the
 /// pipeline stalled (but at least [`STALL_MIN`]).
 const STALL_INTERVALS: u32 = 5;
@@ -277,20 +272,12 @@ pub async fn run(
     let mut pipeline = Pipeline::new(config, postgres, metrics, health)?;
     tokio::pin!(shutdown);
     let mut last_checkpoint = Instant::now();
-    let mut last_message = Instant::now();
-    let mut reached_targets: Option<Instant> = None;
     loop {
         while let Ok(change) = changes.try_recv() {
             pipeline.rebalance(&consumer, change).await?;
         }
         if pipeline.config.until_caught_up && pipeline.caught_up() {
-            // Broker quirk (Tansu 0.6): the reported high watermark can be the base offset of
-            // the last batch + 1, short of the real end. So "caught up" also waits for a quiet
-            // period (at most CATCH_UP_GRACE, so steady input cannot keep a CronJob running).
-            let since = *reached_targets.get_or_insert_with(Instant::now);
-            if last_message.elapsed() >= QUIET_PERIOD || since.elapsed() >= CATCH_UP_GRACE {
-                break;
-            }
+            break;
         }
         let next = tokio::time::timeout(Duration::from_millis(200), consumer.recv());
         tokio::select! {
@@ -299,7 +286,6 @@ pub async fn run(
                 Ok(Ok(message)) => {
                     pipeline.process(&message).await;
                     pipeline.health.broker_ok.store(true, Ordering::Relaxed);
-                    last_message = Instant::now();
                 }
                 Ok(Err(error)) => {
                     warn!(%error, "consumer error");
