@@ -86,19 +86,35 @@ impl KafkaConnection {
     }
 }
 
+/// One message read by [`KafkaConnection::read_each`].
+#[derive(Debug, Clone)]
+pub struct TopicMessage {
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Its key, if any.
+    pub key: Option<Vec<u8>>,
+    /// Its payload (`None`: a tombstone).
+    pub payload: Option<Vec<u8>>,
+}
+
 impl KafkaConnection {
-    /// Every message payload of `topic` from the beginning to the end seen at start, without a
-    /// consumer group (nothing is committed). For command-line tools that need a topic's whole
-    /// content, such as the rate-card exporter; blocking, so call it from a blocking task.
+    /// Hands every message of `topic`, from the beginning to the end seen at start, to `each`,
+    /// one at a time, without a consumer group (nothing is committed), and returns how many it
+    /// handed over. Nothing is kept: memory is the caller's. `each` returns `false` to stop
+    /// early. For command-line tools that need a topic's whole content, such as the rate-card
+    /// exporter; blocking, so call it from a blocking task.
     ///
     /// Broker quirk (Tansu 0.6, see `src/pipeline.rs`): the reported high watermark can fall
     /// short of the real end, so reading also continues until the topic has been quiet for
     /// `quiet`.
-    pub fn read_to_end(
+    pub fn read_each(
         &self,
         topic: &str,
         quiet: Duration,
-    ) -> Result<Vec<Vec<u8>>, rdkafka::error::KafkaError> {
+        mut each: impl FnMut(TopicMessage) -> bool,
+    ) -> Result<u64, rdkafka::error::KafkaError> {
         let consumer: BaseConsumer = self
             .consumer_config()
             .set("group.id", "usage-tracker-read-to-end")
@@ -116,14 +132,21 @@ impl KafkaConnection {
         }
         consumer.assign(&assignment)?;
         let mut positions: std::collections::HashMap<i32, i64> = Default::default();
-        let mut payloads = Vec::new();
+        let mut handed = 0u64;
         let mut last = std::time::Instant::now();
         loop {
             match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(message)) => {
                     positions.insert(message.partition(), message.offset() + 1);
-                    if let Some(payload) = message.payload() {
-                        payloads.push(payload.to_vec());
+                    handed += 1;
+                    let going_on = each(TopicMessage {
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        payload: message.payload().map(<[u8]>::to_vec),
+                    });
+                    if !going_on {
+                        return Ok(handed);
                     }
                     last = std::time::Instant::now();
                 }
@@ -134,7 +157,7 @@ impl KafkaConnection {
                 .iter()
                 .all(|(p, high)| positions.get(p).copied().unwrap_or(0) >= *high);
             if at_end && last.elapsed() >= quiet {
-                return Ok(payloads);
+                return Ok(handed);
             }
         }
     }

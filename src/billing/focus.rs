@@ -40,7 +40,7 @@ use std::io::Read;
 
 use super::table::{csv_records, Columns, CsvRecords};
 use super::values::{currency, decimal_micros, parse_time};
-use super::{line_id, ExportOptions, RowError};
+use super::{check_event, line_id, ExportOptions, LineScope, RowError};
 use crate::standard::{CostEvent, CostStatus, EpochMillis, Micros, COST_EVENT_TYPE, SPEC_VERSION};
 
 /// Tags naming the Kubernetes cluster of a line, in order of preference (case-insensitive).
@@ -54,20 +54,22 @@ pub const CLUSTER_TAGS: &[&str] = &[
 /// Tags naming the Kubernetes namespace of a line, in order of preference (case-insensitive).
 pub const NAMESPACE_TAGS: &[&str] = &["kubernetes-namespace", "k8s-namespace"];
 
-/// Reads a FOCUS CSV file row by row: one CostEvent or one [`RowError`] (with its 1-based line)
-/// per row, streaming, so a bad row never stops the rows after it. A header that cannot be read
-/// or lacks a required column is a single error on line 1.
+/// Reads a FOCUS CSV file row by row: one CostEvent with the 1-based line it starts on, or one
+/// [`RowError`] (with its line and, as far as the row tells, its bill line) per row, streaming,
+/// so a bad row never stops the rows after it. A header that cannot be read or lacks a required column is a single error on
+/// line 1. Every CostEvent is checked as the tracker checks it ([`check_event`], with
+/// [`ExportOptions::exported_at`] as now); one that fails is a row error too.
 pub fn read_focus<'a, R: Read + 'a>(
     input: R,
     options: &'a ExportOptions,
-) -> impl Iterator<Item = Result<CostEvent, RowError>> + 'a {
+) -> impl Iterator<Item = Result<(u64, CostEvent), RowError>> + 'a {
     focus_rows(input, options)
 }
 
 fn focus_rows<'a, R: Read + 'a>(
     input: R,
     options: &'a ExportOptions,
-) -> Box<dyn Iterator<Item = Result<CostEvent, RowError>> + 'a> {
+) -> Box<dyn Iterator<Item = Result<(u64, CostEvent), RowError>> + 'a> {
     match csv_records(input).and_then(checked_header) {
         Err(e) => Box::new(std::iter::once(Err(e))),
         Ok((columns, records)) => Box::new(FocusRows {
@@ -123,10 +125,10 @@ fn checked_header<R>(
     if missing.is_empty() {
         Ok((columns, records))
     } else {
-        Err(RowError {
-            line: 1,
-            message: format!("not a FOCUS file: missing column {}", missing.join(", ")),
-        })
+        Err(RowError::new(
+            1,
+            format!("not a FOCUS file: missing column {}", missing.join(", ")),
+        ))
     }
 }
 
@@ -137,7 +139,7 @@ struct FocusRows<'a, R> {
 }
 
 impl<R: Read> Iterator for FocusRows<'_, R> {
-    type Item = Result<CostEvent, RowError>;
+    type Item = Result<(u64, CostEvent), RowError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let (line, record) = match self.records.next()? {
@@ -148,7 +150,14 @@ impl<R: Read> Iterator for FocusRows<'_, R> {
             columns: &self.columns,
             record: &record,
         };
-        Some(to_event(&row, self.options).map_err(|message| RowError { line, message }))
+        let event = to_event(&row, self.options).and_then(|event| {
+            check_event(&event, self.options.exported_at).map(|()| (line, event))
+        });
+        Some(event.map_err(|message| RowError {
+            line,
+            message,
+            scope: scope(&row),
+        }))
     }
 }
 
@@ -182,6 +191,25 @@ impl Row<'_> {
 
     fn micros(&self, column: &str) -> Result<Micros, String> {
         decimal_micros(self.required(column)?).map_err(|e| format!("{column}: {e}"))
+    }
+}
+
+/// The bill line of a row that failed, as far as its identifying columns can be read.
+fn scope(row: &Row<'_>) -> LineScope {
+    let provider = row
+        .get("ProviderName")
+        .or_else(|| row.get("ServiceProviderName"));
+    let (Some(account), Some(provider)) = (row.get("BillingAccountId"), provider) else {
+        return LineScope::Unknown;
+    };
+    let source = format!("//focus/{}/{account}", provider_of(provider));
+    let identified = row.time("ChargePeriodStart").and_then(|start| {
+        let end = row.time("ChargePeriodEnd")?;
+        Ok(identity(row, start, end, &tags(row.get("Tags"))?))
+    });
+    match identified {
+        Ok(id) => LineScope::Line { source, id },
+        Err(_) => LineScope::Source(source),
     }
 }
 
@@ -348,7 +376,9 @@ mod tests {
     const AKS_TAGS: &str = r#"{""aks-managed-cluster-name"":""aks-team"",""aks-managed-cluster-rg"":""team"",""aks-managed-poolName"":""nodepool1""}"#;
 
     fn read(text: &str, options: &ExportOptions) -> Vec<Result<CostEvent, RowError>> {
-        read_focus(text.as_bytes(), options).collect()
+        read_focus(text.as_bytes(), options)
+            .map(|row| row.map(|(_, event)| event))
+            .collect()
     }
 
     fn all_ok(text: &str) -> Vec<CostEvent> {
@@ -442,7 +472,7 @@ mod tests {
         );
         let events = all_ok(&text);
         assert_ne!(events[0].id, events[1].id);
-        let lines = consolidate(events);
+        let lines = consolidate(events).expect("sums");
         let total: Micros = lines.iter().map(|e| e.effective_cost_micros).sum();
         assert_eq!((lines.len(), total), (2, 4_108_000));
     }
@@ -465,9 +495,9 @@ mod tests {
             .collect::<Result<Vec<_>, _>>()
             .expect("maps");
         assert_eq!(again[0].id, first[0].id);
-        let lines = consolidate(first.iter().cloned());
+        let lines = consolidate(first.iter().cloned()).expect("sums");
         assert_eq!(lines[0].effective_cost_micros, 9_216_000);
-        let lines = consolidate(first.into_iter().chain(again));
+        let lines = consolidate(first.into_iter().chain(again)).expect("sums");
         assert_eq!(
             (lines.len(), lines[0].effective_cost_micros),
             (1, 5_000_000)
@@ -568,6 +598,53 @@ mod tests {
                 _ => panic!("row {i}: {event:?}"),
             }
         }
+    }
+
+    #[test]
+    fn rows_breaking_the_standards_limits_are_errors_and_name_their_line() {
+        let good = azure_vm_row("1.5", "", AKS_TAGS);
+        let id = all_ok(&format!("{AZURE_HEADER}\n{good}\n"))[0].id.clone();
+        let rows = [
+            azure_vm_row("1.5", "", r#"{""team"":""a\u0000b""}"#),
+            good.replace(
+                "2026-11-21T00:00:00.0000000Z",
+                "2027-01-19T00:00:00.0000000Z",
+            ),
+            azure_vm_row("1000000000000", "", AKS_TAGS),
+            good.replacen(",1.5,", ",x,", 1),
+            good.replace("2026-11-20T00:00:00.0000000Z", "20.11.2026"),
+            good.replacen(",1.5,Microsoft,Microsoft,", ",1.5,,Microsoft,", 1),
+        ];
+        let events = read(
+            &format!("{AZURE_HEADER}\n{}\n", rows.join("\n")),
+            &options(),
+        );
+        let errors: Vec<&RowError> = events
+            .iter()
+            .map(|e| e.as_ref().expect_err("every row is bad"))
+            .collect();
+        let expected = [
+            "labels[\"team\"] has a control character",
+            "the charge period spans",
+            "billed_cost_micros 1000000000000000000 micro-units",
+            "BilledCost",
+            "ChargePeriodStart",
+            "ProviderName",
+        ];
+        for (i, (error, text)) in errors.iter().zip(expected).enumerate() {
+            assert_eq!(error.line, i as u64 + 2);
+            assert!(error.message.contains(text), "{text}: {error}");
+        }
+        let source = format!("//focus/azure/{ACCOUNT}");
+        assert_eq!(
+            errors[3].scope,
+            LineScope::Line {
+                source: source.clone(),
+                id
+            }
+        );
+        assert_eq!(errors[4].scope, LineScope::Source(source));
+        assert_eq!(errors[5].scope, LineScope::Unknown);
     }
 
     #[test]

@@ -56,7 +56,7 @@ use serde::Deserialize;
 
 use super::table::{csv_records, Columns, CsvRecords, JsonLines};
 use super::values::{currency, decimal_micros, float_micros, parse_time};
-use super::{line_id, ExportOptions, RowError};
+use super::{check_event, line_id, ExportOptions, LineScope, RowError};
 use crate::standard::{CostEvent, CostStatus, EpochMillis, Micros, COST_EVENT_TYPE, SPEC_VERSION};
 
 /// GKE cost allocation label carrying the cluster name.
@@ -86,13 +86,15 @@ impl GcpFormat {
     }
 }
 
-/// Reads a billing export row by row: one CostEvent or one [`RowError`] (with its 1-based line)
-/// per row, streaming, so a bad row never stops the rows after it.
+/// Reads a billing export row by row: one CostEvent with the 1-based line it starts on, or one
+/// [`RowError`] (with its line and, as far as the row tells, its bill line) per row, streaming,
+/// so a bad row never stops the rows after it. Every CostEvent is checked as the tracker checks it ([`check_event`], with
+/// [`ExportOptions::exported_at`] as now); one that fails is a row error too.
 pub fn read_gcp<'a, R: Read + 'a>(
     input: R,
     format: GcpFormat,
     options: &'a ExportOptions,
-) -> impl Iterator<Item = Result<CostEvent, RowError>> + 'a {
+) -> impl Iterator<Item = Result<(u64, CostEvent), RowError>> + 'a {
     let rows: Box<dyn Iterator<Item = Result<(u64, GcpRow), RowError>> + 'a> = match format {
         GcpFormat::JsonLines => Box::new(JsonRows {
             lines: JsonLines::new(input),
@@ -101,7 +103,13 @@ pub fn read_gcp<'a, R: Read + 'a>(
     };
     rows.map(move |row| {
         let (line, row) = row?;
-        to_event(row, options).map_err(|message| RowError { line, message })
+        to_event(&row, options)
+            .and_then(|event| check_event(&event, options.exported_at).map(|()| (line, event)))
+            .map_err(|message| RowError {
+                line,
+                message,
+                scope: scope(&row),
+            })
     })
 }
 
@@ -245,6 +253,7 @@ impl<R: Read> Iterator for JsonRows<R> {
         let row = serde_json::from_slice::<GcpRow>(bytes).map_err(|e| RowError {
             line,
             message: format!("not a valid billing export JSON row: {e}"),
+            scope: json_scope(bytes),
         });
         Some(row.map(|row| (line, row)))
     }
@@ -281,7 +290,11 @@ impl<R: Read> Iterator for CsvRows<R> {
             Ok(row) => row,
             Err(e) => return Some(Err(e)),
         };
-        let row = csv_row(&self.columns, &record).map_err(|message| RowError { line, message });
+        let row = csv_row(&self.columns, &record).map_err(|message| RowError {
+            line,
+            message,
+            scope: account_scope(self.columns.get(&record, "billing_account_id")),
+        });
         Some(row.map(|row| (line, row)))
     }
 }
@@ -333,12 +346,51 @@ fn json_cell<T: for<'de> Deserialize<'de>>(
     }
 }
 
+/// The source of an account's lines.
+fn source(account: &str) -> String {
+    format!("//cloud.google.com/billing/{account}")
+}
+
+/// The bill line of a row that failed, as far as its identifying columns can be read.
+fn scope(row: &GcpRow) -> LineScope {
+    let Ok(account) = required(&row.billing_account_id, "billing_account_id") else {
+        return LineScope::Unknown;
+    };
+    let period = time(&row.usage_start_time, "usage_start_time")
+        .and_then(|start| Ok((start, time(&row.usage_end_time, "usage_end_time")?)));
+    match period {
+        Ok((start, end)) => LineScope::Line {
+            source: source(account),
+            id: identity(row, account, start, end, &labels(&row.labels)),
+        },
+        Err(_) => LineScope::Source(source(account)),
+    }
+}
+
+/// Some line of the account, if the row names one.
+fn account_scope(account: Option<&str>) -> LineScope {
+    match account.map(str::trim).filter(|a| !a.is_empty()) {
+        Some(account) => LineScope::Source(source(account)),
+        None => LineScope::Unknown,
+    }
+}
+
+/// The scope of a JSON line that is not a row: its account, if it is a JSON object naming one.
+fn json_scope(bytes: &[u8]) -> LineScope {
+    let value = serde_json::from_slice::<serde_json::Value>(bytes).ok();
+    let account = value
+        .as_ref()
+        .and_then(|v| v.get("billing_account_id"))
+        .and_then(serde_json::Value::as_str);
+    account_scope(account)
+}
+
 /// Maps one row; the error names the column and the bad value.
-fn to_event(row: GcpRow, options: &ExportOptions) -> Result<CostEvent, String> {
+fn to_event(row: &GcpRow, options: &ExportOptions) -> Result<CostEvent, String> {
     let account = required(&row.billing_account_id, "billing_account_id")?;
     let service = required(&row.service.description, "service.description")?;
     let sku = required(&row.sku.description, "sku.description")?;
-    let (start, end) = charge_period(&row)?;
+    let (start, end) = charge_period(row)?;
     let billed = amount(&row.cost, "cost")?;
     let effective = effective_cost(billed, &row.credits)?;
     let billing_currency = required(&row.currency, "currency")
@@ -350,11 +402,11 @@ fn to_event(row: GcpRow, options: &ExportOptions) -> Result<CostEvent, String> {
     let namespace = labels.get(NAMESPACE_LABEL).cloned();
     Ok(CostEvent {
         specversion: SPEC_VERSION.into(),
-        id: identity(&row, account, start, end, &labels),
-        source: format!("//cloud.google.com/billing/{account}"),
+        id: identity(row, account, start, end, &labels),
+        source: source(account),
         event_type: COST_EVENT_TYPE.into(),
         time: options.exported_at,
-        revision: revision(&row, options)?,
+        revision: revision(row, options)?,
         provider: "gcp".into(),
         billing_account_id: account.to_owned(),
         sub_account_id: non_empty(&row.project.id),
@@ -506,7 +558,9 @@ mod tests {
         format: GcpFormat,
         options: &ExportOptions,
     ) -> Vec<Result<CostEvent, RowError>> {
-        read_gcp(text.as_bytes(), format, options).collect()
+        read_gcp(text.as_bytes(), format, options)
+            .map(|row| row.map(|(_, event)| event))
+            .collect()
     }
 
     fn only(text: &str, format: GcpFormat) -> CostEvent {
@@ -614,7 +668,7 @@ mod tests {
                 .into_iter()
                 .collect::<Result<_, _>>()
                 .expect("rows map");
-            consolidate(events)
+            consolidate(events).expect("sums")
         };
         let lines = export(&format!("{late}\n{first}\n"), EXPORTED_AT);
         assert_eq!(lines.len(), 1, "amounts and export_time are not identity");
@@ -717,6 +771,106 @@ mod tests {
             assert_eq!(error.line, 2);
             assert!(error.message.contains(column), "{column}: {error}");
         }
+    }
+
+    #[test]
+    fn rows_breaking_the_standards_limits_are_errors_naming_the_field() {
+        let base = csv_core_row("0.1", "2026-11-20 14:00:00 UTC");
+        let cases = [
+            // A NUL in a label value.
+            (
+                base.replacen(
+                    r#"""value"":""jupyterhub"""#,
+                    r#"""value"":""jupyter\u0000hub"""#,
+                    1,
+                ),
+                "labels[\"k8s-label/app\"] has a control character",
+            ),
+            // A charge period of 60 days.
+            (
+                base.replacen("2026-11-20 11:00:00 UTC", "2027-01-19 10:00:00 UTC", 1),
+                "the charge period spans",
+            ),
+            // 10^12 currency units = 10^18 micros: an i64, beyond the standard's 10^17.
+            (
+                base.replacen("0.1,", "1000000000000,", 1),
+                "billed_cost_micros 1000000000000000000 micro-units",
+            ),
+            // 10^14 currency units = 10^20 micros: not even an i64.
+            (base.replacen("0.1,", "100000000000000,", 1), "cost:"),
+            // A namespace longer than a DNS label.
+            (
+                base.replacen("team-a", &"n".repeat(64), 1),
+                "namespace is 64 bytes long",
+            ),
+            // A period starting 40 days after the export runs.
+            (
+                base.replacen("2026-11-20 10:00:00 UTC", "2026-12-30 10:00:00 UTC", 1)
+                    .replacen("2026-11-20 11:00:00 UTC", "2026-12-30 11:00:00 UTC", 1),
+                "charge_period_start",
+            ),
+        ];
+        for (row, expected) in cases {
+            let events = read(
+                &format!("{CSV_HEADER}\n{row}\n"),
+                GcpFormat::Csv,
+                &options(),
+            );
+            let error = events[0].as_ref().expect_err(expected);
+            assert_eq!(error.line, 2);
+            assert!(error.message.contains(expected), "{expected}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_rejected_row_names_its_line_as_far_as_it_can_be_read() {
+        let good = csv_core_row("0.1", "");
+        let id = only(&format!("{CSV_HEADER}\n{good}\n"), GcpFormat::Csv).id;
+        let scope = |row: &str| {
+            read(
+                &format!("{CSV_HEADER}\n{row}\n"),
+                GcpFormat::Csv,
+                &options(),
+            )
+            .remove(0)
+            .expect_err("a bad row")
+            .scope
+        };
+        let source = format!("//cloud.google.com/billing/{ACCOUNT}");
+        assert_eq!(
+            scope(&good.replacen("0.1,", "x,", 1)),
+            LineScope::Line {
+                source: source.clone(),
+                id
+            },
+            "a bad amount: the line is known"
+        );
+        assert_eq!(
+            scope(&good.replacen("2026-11-20 10:00:00 UTC", "soon", 1)),
+            LineScope::Source(source.clone()),
+            "a bad time: only the account"
+        );
+        assert_eq!(
+            scope(&good.replacen("\"[{\"\"key", "\"{\"\"key", 1)),
+            LineScope::Source(source.clone()),
+            "bad labels: only the account"
+        );
+        assert_eq!(scope(&good.replacen(ACCOUNT, "", 1)), LineScope::Unknown);
+        assert_eq!(scope("0.1,EUR"), LineScope::Unknown, "not a record");
+        let json = |text: &str| {
+            read(text, GcpFormat::JsonLines, &options())
+                .remove(0)
+                .expect_err("bad JSON")
+                .scope
+        };
+        assert_eq!(
+            json(r#"{"billing_account_id": "A-1", "labels": "x"}"#),
+            LineScope::Source("//cloud.google.com/billing/A-1".into())
+        );
+        assert_eq!(
+            json(r#"{"billing_account_id": "A-1", "#),
+            LineScope::Unknown
+        );
     }
 
     #[test]

@@ -49,10 +49,10 @@ pub fn csv_records<R: Read>(input: R) -> Result<(csv::StringRecord, CsvRecords<R
         .has_headers(true)
         .flexible(false)
         .from_reader(input);
-    let headers = reader.headers().cloned().map_err(|e| RowError {
-        line: 1,
-        message: format!("cannot read the CSV header: {e}"),
-    })?;
+    let headers = reader
+        .headers()
+        .cloned()
+        .map_err(|e| RowError::new(1, format!("cannot read the CSV header: {e}")))?;
     let records = CsvRecords {
         reader,
         last_line: 1,
@@ -92,7 +92,7 @@ impl<R> CsvRecords<R> {
             } => format!("not a valid CSV row: {len} fields where the header has {expected_len}"),
             _ => format!("not a valid CSV row: {error}"),
         };
-        RowError { line, message }
+        RowError::new(line, message)
     }
 }
 
@@ -132,10 +132,7 @@ impl<R: Read> JsonLines<R> {
                 Err(e) => {
                     self.done = true;
                     let message = format!("cannot read the input: {e}");
-                    return Some(Err(RowError {
-                        line: self.line,
-                        message,
-                    }));
+                    return Some(Err(RowError::new(self.line, message)));
                 }
             }
         }
