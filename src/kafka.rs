@@ -105,14 +105,9 @@ impl KafkaConnection {
     /// handed over. Nothing is kept: memory is the caller's. `each` returns `false` to stop
     /// early. For command-line tools that need a topic's whole content, such as the rate-card
     /// exporter; blocking, so call it from a blocking task.
-    ///
-    /// Broker quirk (Tansu 0.6, see `src/pipeline.rs`): the reported high watermark can fall
-    /// short of the real end, so reading also continues until the topic has been quiet for
-    /// `quiet`.
     pub fn read_each(
         &self,
         topic: &str,
-        quiet: Duration,
         mut each: impl FnMut(TopicMessage) -> bool,
     ) -> Result<u64, rdkafka::error::KafkaError> {
         let consumer: BaseConsumer = self
@@ -133,7 +128,6 @@ impl KafkaConnection {
         consumer.assign(&assignment)?;
         let mut positions: std::collections::HashMap<i32, i64> = Default::default();
         let mut handed = 0u64;
-        let mut last = std::time::Instant::now();
         loop {
             match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(message)) => {
@@ -148,7 +142,6 @@ impl KafkaConnection {
                     if !going_on {
                         return Ok(handed);
                     }
-                    last = std::time::Instant::now();
                 }
                 Some(Err(error)) => return Err(error),
                 None => {}
@@ -156,7 +149,7 @@ impl KafkaConnection {
             let at_end = ends
                 .iter()
                 .all(|(p, high)| positions.get(p).copied().unwrap_or(0) >= *high);
-            if at_end && last.elapsed() >= quiet {
+            if at_end {
                 return Ok(handed);
             }
         }

@@ -13,7 +13,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::Duration;
 
 use registry_standin::RunningRegistry;
 use serde_json::Value;
@@ -337,7 +336,7 @@ impl Stack {
         let payloads = tokio::task::spawn_blocking(move || {
             let mut payloads = Vec::new();
             kafka
-                .read_each(&topic, Duration::from_secs(1), |message| {
+                .read_each(&topic, |message| {
                     payloads.extend(message.payload);
                     true
                 })

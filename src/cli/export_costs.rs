@@ -404,9 +404,7 @@ async fn rate_card(
     let reading = {
         let topic = topic.clone();
         tokio::task::spawn_blocking(move || {
-            kafka.read_each(&topic, Duration::from_secs(1), |message| {
-                sender.blocking_send(message).is_ok()
-            })
+            kafka.read_each(&topic, |message| sender.blocking_send(message).is_ok())
         })
     };
     let decoder = RecordDecoder::<UsageEvent>::new(settings.registry()?.sr_settings()?);
