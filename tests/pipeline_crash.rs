@@ -1,6 +1,6 @@
-//! No loss, no double count across crashes: a tracker killed with SIGKILL several times (and
-//! once stopped with SIGTERM) mid-stream and restarted ends with the same figures as an
-//! uninterrupted run over the same input.
+//! No loss, no double count across crashes: a tracker killed with SIGKILL at least five times at
+//! random points (and once stopped with SIGTERM) mid-stream, over input that producers sent in
+//! batches on two partitions, and restarted ends with the same figures as an uninterrupted run.
 
 mod common;
 
@@ -78,7 +78,25 @@ async fn killed_and_restarted_tracker_matches_an_uninterrupted_run() {
     // therefore joins a group of its own; what carries over between incarnations is the
     // Postgres checkpoint (input positions, state, slot epochs), which is what this test is about.
     let incarnation_group = || common::unique("crash-incarnation");
-    for extra_delay_ms in [0, 13, 29, 47] {
+    // Random kill points (the seed is printed, to replay a failure): five SIGKILLs, one SIGTERM.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let mut state = u64::from(seed) | 1;
+    let mut random_ms = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % 120
+    };
+    let graceful_at = 2;
+    let delays: Vec<u64> = (0..6).map(|_| random_ms()).collect();
+    eprintln!(
+        "kill delays after a checkpoint (ms): {delays:?}, SIGTERM at #{graceful_at}, seed {seed}"
+    );
+    let mut kills = 0;
+    for (round, extra_delay_ms) in delays.into_iter().enumerate() {
         let before = committed_offsets(&crashed_db).await;
         if before == total_input {
             break; // An incarnation got through everything before its kill.
@@ -98,7 +116,7 @@ async fn killed_and_restarted_tracker_matches_an_uninterrupted_run() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tokio::time::sleep(Duration::from_millis(extra_delay_ms)).await;
-        if extra_delay_ms == 13 {
+        if round == graceful_at {
             // One graceful stop mid-stream: SIGTERM flushes, commits and exits 0 in time.
             let pid = child.id().unwrap().to_string();
             let term = std::process::Command::new("kill")
@@ -112,6 +130,7 @@ async fn killed_and_restarted_tracker_matches_an_uninterrupted_run() {
         } else {
             child.start_kill().unwrap(); // SIGKILL
             child.wait().await.unwrap();
+            kills += 1;
         }
         progress.push(committed_offsets(&crashed_db).await);
     }
@@ -129,9 +148,10 @@ async fn killed_and_restarted_tracker_matches_an_uninterrupted_run() {
         "the reference produced {} rows",
         expected.len()
     );
+    let mid_stream = progress.iter().filter(|p| **p < total_input).count();
     assert!(
-        progress.iter().any(|p| *p < total_input),
-        "at least one kill must land before the end of the input: {progress:?} of {total_input}"
+        kills >= 5 && mid_stream >= 5,
+        "five kills must land before the end of the input: {kills} kills, offsets {progress:?} of {total_input}"
     );
     assert_eq!(
         figures(&crashed_db).await,
