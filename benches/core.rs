@@ -19,7 +19,7 @@ use usage_tracker::accounting::Accountant;
 use usage_tracker::allocate::{AllocationPolicy, CostAllocator};
 use usage_tracker::config::Settings;
 use usage_tracker::generate::scenario;
-use usage_tracker::ingest::ecs::{EcsNormaliser, EcsOutcome, NetworkCounters};
+use usage_tracker::ingest::ecs::{check_event, Clock, EcsNormaliser, EcsOutcome, NetworkCounters};
 use usage_tracker::ingest::{self, Exclusions, Intake};
 use usage_tracker::measure::{Quantity, Resource, ResourceTotals};
 use usage_tracker::standard::registry::RegistryEndpoint;
@@ -36,6 +36,11 @@ const BASE: EpochMillis = 1_767_225_600_000;
 /// Processing time: one hour after the last window of the data set ends.
 const NOW: EpochMillis = BASE + 25 * HOUR_MS;
 const GIB: f64 = 1_073_741_824.0;
+/// The converter's clock in the ECS benchmark (after every generated document).
+const ECS_CLOCK: Clock = Clock {
+    now: NOW,
+    future_skew_ms: 900_000,
+};
 
 const CLUSTERS: [&str; 3] = ["gke-prod-eu-west1", "aks-prod-westeurope", "onprem-dc1"];
 const NAMESPACES: usize = 50;
@@ -468,7 +473,8 @@ impl EcsBench {
         for (i, doc) in &self.previous_pods {
             match self.inputs[*i].normaliser.normalise(doc) {
                 Ok(EcsOutcome::PodNetwork(sample)) => {
-                    assert!(counters[*i].delta(sample).is_none(), "first reading");
+                    let first = counters[*i].delta(0, sample, ECS_CLOCK);
+                    assert_eq!(first, Ok(None), "first reading");
                 }
                 other => panic!("a pod document gave {other:?}"),
             }
@@ -528,7 +534,10 @@ impl EcsBench {
                 }
                 Ok(EcsOutcome::PodNetwork(sample)) => {
                     assert_eq!(metricset, "pod", "{}", context());
-                    match counters[*i].delta(sample) {
+                    match counters[*i]
+                        .delta(0, sample, ECS_CLOCK)
+                        .expect("a valid reading")
+                    {
                         Some(event) => {
                             assert_eq!(event.measurements.len(), 2, "{}", context());
                             assert!(event.start < event.end, "{}", context());
@@ -551,12 +560,19 @@ impl EcsBench {
     }
 }
 
-/// `usage-tracker elastic`'s work per document, without Kafka and metrics: normalise, and pass a
-/// pod's network reading through the input's counters. The events are dropped (included).
+/// `usage-tracker elastic`'s work per document, without Kafka and metrics: normalise, check an
+/// event against the standard's limits, and pass a pod's network reading through the input's
+/// counters. The events are dropped (included).
 fn ecs_pass(bench: &EcsBench, counters: &mut [NetworkCounters]) {
     for (i, doc) in &bench.documents {
         match bench.inputs[*i].normaliser.normalise(black_box(doc)) {
-            Ok(EcsOutcome::PodNetwork(sample)) => drop(black_box(counters[*i].delta(sample))),
+            Ok(EcsOutcome::PodNetwork(sample)) => {
+                drop(black_box(counters[*i].delta(0, sample, ECS_CLOCK)))
+            }
+            Ok(EcsOutcome::Usage(event)) => {
+                drop(black_box(check_event(&event, ECS_CLOCK)));
+                drop(black_box(event))
+            }
             outcome => drop(black_box(outcome)),
         }
     }

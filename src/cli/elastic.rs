@@ -9,18 +9,22 @@
 //! Like `run`, it serves `/metrics`, `/healthz` and `/readyz` on `[http] listen`
 //! ([`ElasticMetrics`], `usage_tracker_elastic_*`).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -28,10 +32,11 @@ use tracing::{info, warn};
 
 use crate::config::Settings;
 use crate::http::{self, Health};
-use crate::ingest::ecs::{EcsNormaliser, EcsOutcome, NetworkCounters};
+use crate::ingest::ecs::{check_event, Clock, EcsNormaliser, EcsOutcome, NetworkCounters};
 use crate::ingest::{DeadLetterReason, Rejection};
 use crate::kafka::TopicSpec;
 use crate::metrics::{counts, ElasticMetrics};
+use crate::retry::Transience;
 use crate::sink::kafka::{DeadLetter, KafkaSink};
 use crate::standard::wire::RecordEncoder;
 use crate::standard::UsageEvent;
@@ -46,6 +51,9 @@ const MAX_PODS_WITH_COUNTERS: usize = 100_000;
 const COUNTER_MEMORY_MS: i64 = 3_600_000;
 /// Longest wait for one message before the loop looks at batches, shutdown and progress.
 const POLL: Duration = Duration::from_millis(200);
+/// Longest `dlq.error` detail kept (a rejection may quote a value of the document, which can be
+/// as long as the document).
+const MAX_DETAIL_BYTES: usize = 1024;
 
 /// Read Elastic Agent / Metricbeat documents and publish them as UsageEvents.
 #[derive(Debug, Args)]
@@ -112,8 +120,59 @@ impl fmt::Display for ElasticSummary {
 /// One input topic.
 struct Input {
     normaliser: EcsNormaliser,
-    /// Last network counter reading per pod of this topic.
+    /// Last network counter reading per pod of this topic (and the partition it came from).
     network: NetworkCounters,
+}
+
+/// Collects the partitions librdkafka revokes in a rebalance, for the loop to forget their
+/// network counter state and uncommitted positions before it takes the next message.
+#[derive(Default)]
+struct RevokeContext {
+    revoked: Mutex<Vec<(String, i32)>>,
+}
+
+impl ClientContext for RevokeContext {}
+
+impl ConsumerContext for RevokeContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
+            revoked.extend(
+                tpl.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition())),
+            );
+        }
+    }
+}
+
+impl RevokeContext {
+    fn take(&self) -> Vec<(String, i32)> {
+        std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+type ElasticConsumer = StreamConsumer<RevokeContext>;
+
+/// Forgets what this consumer knew of the partitions revoked since the last call: their pods'
+/// network readings (another consumer counts their next ones; if a partition comes back, its
+/// first reading is a new baseline, never a delta over bytes the other one counted), and their
+/// uncommitted positions (the new owner's commits are not overwritten; documents of the open
+/// batch from those partitions are read again by the owner and become the same events).
+fn forget_revoked(
+    consumer: &ElasticConsumer,
+    inputs: &mut HashMap<String, Input>,
+    positions: &mut Positions,
+    catch_up: &mut CatchUp,
+) {
+    for (topic, partition) in consumer.context().take() {
+        if let Some(input) = inputs.get_mut(&topic) {
+            input.network.revoke(partition);
+        }
+        positions.forget(&topic, partition);
+        catch_up.forget(&topic, partition);
+        info!(%topic, partition, "partition revoked; its network counter state is forgotten");
+    }
 }
 
 /// Next offset to read, per partition, and whether it is committed yet.
@@ -160,6 +219,12 @@ impl Positions {
                 uncommitted: false,
             });
         }
+    }
+
+    /// Forgets a revoked partition: its position is neither committed nor reported any more.
+    fn forget(&mut self, topic: &str, partition: i32) {
+        self.0
+            .retain(|p| !(p.partition == partition && p.topic == topic));
     }
 
     fn get(&self, topic: &str, partition: i32) -> Option<i64> {
@@ -212,7 +277,7 @@ impl CatchUp {
     /// (else the low watermark) their starting position.
     fn refresh(
         &mut self,
-        consumer: &StreamConsumer,
+        consumer: &ElasticConsumer,
         positions: &mut Positions,
     ) -> anyhow::Result<()> {
         let assignment = consumer.assignment().context("reading the assignment")?;
@@ -254,6 +319,14 @@ impl CatchUp {
         }
         self.assigned = assigned;
         Ok(())
+    }
+
+    /// Forgets a revoked partition; if it is assigned again, its committed offset and high
+    /// watermark are read again.
+    fn forget(&mut self, topic: &str, partition: i32) {
+        let key = (topic.to_owned(), partition);
+        self.targets.remove(&key);
+        self.assigned.remove(&key);
     }
 
     fn reached(&self, positions: &Positions) -> bool {
@@ -327,14 +400,16 @@ async fn ingest(
         // Only its dead-letter half is used; it encodes no records.
         dead_letters: KafkaSink::new(&kafka, &registry, &t.usage_records, &t.dead_letters)?,
     };
-    let consumer: StreamConsumer = kafka
+    let consumer: ElasticConsumer = kafka
         .consumer_config()
         .set("group.id", &elastic.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .create()
+        .create_with_context(RevokeContext::default())
         .context("creating the Kafka consumer")?;
+    let future_skew_ms = i64::try_from(settings.window.future_skew.as_millis())
+        .context("[window] future_skew is too long")?;
     let topics: Vec<&str> = elastic.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).context("subscribing")?;
     info!(?topics, group = %elastic.group_id, to = %t.usage_events, "reading Elastic documents");
@@ -348,6 +423,7 @@ async fn ingest(
     let mut last_assignment_check: Option<Instant> = None;
     tokio::pin!(shutdown);
     loop {
+        forget_revoked(&consumer, &mut inputs, &mut positions, &mut catch_up);
         if last_assignment_check.is_none_or(|t| t.elapsed() >= POLL) {
             last_assignment_check = Some(Instant::now());
             let assigned = consumer.assignment().is_ok_and(|a| a.count() > 0);
@@ -377,7 +453,10 @@ async fn ingest(
             _ = &mut shutdown => { info!("shutting down"); break; }
             received = tokio::time::timeout(wait, consumer.recv()) => match received {
                 Ok(Ok(message)) => {
-                    take(&message, &mut inputs, &mut batch, &mut positions, &metrics);
+                    // A rebalance is handled inside `recv`, before the message it returns.
+                    forget_revoked(&consumer, &mut inputs, &mut positions, &mut catch_up);
+                    let clock = Clock { now: crate::time::now_ms(), future_skew_ms };
+                    take(&message, &mut inputs, &mut batch, &mut positions, &metrics, clock);
                     health.broker_ok.store(true, Ordering::Relaxed);
                     last_message = Instant::now();
                 }
@@ -402,13 +481,15 @@ async fn ingest(
     Ok(summary)
 }
 
-/// Normalises one message into the batch.
+/// Normalises one message into the batch: an event only if it passes the standard's limits and
+/// the clock ([`check_event`]); anything else is a dead letter (never an error of the run).
 fn take(
     message: &BorrowedMessage<'_>,
     inputs: &mut HashMap<String, Input>,
     batch: &mut Batch,
     positions: &mut Positions,
     metrics: &ElasticMetrics,
+    clock: Clock,
 ) {
     let topic = message.topic();
     let Some(input) = inputs.get_mut(topic) else {
@@ -424,32 +505,48 @@ fn take(
             detail: "empty payload".into(),
         }),
     };
-    match outcome {
-        Ok(EcsOutcome::Usage(event)) => batch.events.push(event),
-        Ok(EcsOutcome::Skipped(metricset)) => metrics.skipped.with_label_values(&[metricset]).inc(),
-        Ok(EcsOutcome::Empty(metricset)) => metrics.empty.with_label_values(&[metricset]).inc(),
+    let built = match outcome {
+        Ok(EcsOutcome::Usage(event)) => check_event(&event, clock).map(|()| Some(event)),
+        Ok(EcsOutcome::Skipped(metricset)) => {
+            metrics.skipped.with_label_values(&[metricset]).inc();
+            Ok(None)
+        }
+        Ok(EcsOutcome::Empty(metricset)) => {
+            metrics.empty.with_label_values(&[metricset]).inc();
+            Ok(None)
+        }
         Ok(EcsOutcome::PodNetwork(sample)) => {
             let time = sample.time;
-            match input.network.delta(sample) {
-                Some(event) => batch.events.push(event),
-                // The pod's first reading: the baseline for the next.
-                None => metrics.skipped.with_label_values(&["pod"]).inc(),
+            let delta = input.network.delta(message.partition(), sample, clock);
+            if let Ok(event) = &delta {
+                if event.is_none() {
+                    // The pod's first reading (or a redelivery): the baseline for the next.
+                    metrics.skipped.with_label_values(&["pod"]).inc();
+                }
+                // Only a reading that passed the checks moves the horizon of what is kept.
+                input
+                    .network
+                    .bound(MAX_PODS_WITH_COUNTERS, time, COUNTER_MEMORY_MS);
             }
-            if input.network.len() > MAX_PODS_WITH_COUNTERS {
-                input.network.forget_older_than(time - COUNTER_MEMORY_MS);
-            }
+            delta
         }
+        Err(rejection) => Err(rejection),
+    };
+    match built {
+        Ok(Some(event)) => batch.events.push(event),
+        Ok(None) => {}
         Err(rejection) => {
+            let detail = truncate(rejection.detail, MAX_DETAIL_BYTES);
             metrics
                 .dead_letters
                 .with_label_values(&[rejection.reason.as_str()])
                 .inc();
-            warn!(topic, partition = message.partition(), offset = message.offset(), reason = rejection.reason.as_str(), detail = %rejection.detail, "dead letter");
+            warn!(topic, partition = message.partition(), offset = message.offset(), reason = rejection.reason.as_str(), %detail, "dead letter");
             batch.dead_letters.push(DeadLetter {
                 key: message.key().map(<[u8]>::to_vec),
                 payload: message.payload().map(<[u8]>::to_vec),
                 reason: rejection.reason,
-                detail: rejection.detail,
+                detail,
                 topic: topic.to_owned(),
                 partition: message.partition(),
                 offset: message.offset(),
@@ -457,6 +554,20 @@ fn take(
         }
     }
     positions.advance(topic, message.partition(), message.offset() + 1);
+}
+
+/// `text` cut to at most `max` bytes (at a character boundary), marked as cut.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut at = max;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        let total = text.len();
+        text.truncate(at);
+        text.push_str(&format!("... ({total} bytes)"));
+    }
+    text
 }
 
 /// Where a batch goes.
@@ -472,7 +583,7 @@ struct Publisher {
 /// then the documents would be read again after a restart, and become the same events.
 async fn flush(
     publisher: &Publisher,
-    consumer: &StreamConsumer,
+    consumer: &ElasticConsumer,
     batch: &mut Batch,
     positions: &mut Positions,
     metrics: &ElasticMetrics,
@@ -538,6 +649,16 @@ impl Publisher {
             let mut failed = Vec::new();
             for (&i, result) in pending.iter().zip(results) {
                 if let Err((error, _)) = result {
+                    if !error.is_transient() {
+                        // Events are within the standard's limits: this is the configuration
+                        // (authorization, topic), and retrying would hang.
+                        return Err(error).with_context(|| {
+                            format!(
+                                "producing an event to {}: the broker refuses it",
+                                self.topic
+                            )
+                        });
+                    }
                     warn!(%error, topic = %self.topic, "producing an event failed");
                     failed.push(i);
                 }
@@ -549,14 +670,63 @@ impl Publisher {
             }
             pending = failed;
         }
+        // Dead letters one by one, so that one the broker will never take (a document as large
+        // as the topic's limit, plus headers) cannot hold up the run: it goes again without its
+        // payload, then without its key, saying so in `dlq.error`.
+        let mut pending: Vec<Cow<'_, DeadLetter>> =
+            batch.dead_letters.iter().map(Cow::Borrowed).collect();
         let mut backoff = Duration::from_millis(200);
-        while let Err(error) = self.dead_letters.dead_letters(&batch.dead_letters).await {
-            warn!(%error, retry_in = ?backoff, "producing dead letters failed; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(30));
+        while !pending.is_empty() {
+            let sends = pending
+                .iter()
+                .map(|letter| self.dead_letters.dead_letters(std::slice::from_ref(letter)));
+            let results = futures::future::join_all(sends).await;
+            let mut failed = Vec::new();
+            let mut transient = false;
+            for (letter, result) in pending.into_iter().zip(results) {
+                match result {
+                    Ok(()) => {}
+                    Err(error) if error.is_transient() => {
+                        warn!(%error, "producing a dead letter failed");
+                        transient = true;
+                        failed.push(letter);
+                    }
+                    Err(error) => match smaller(&letter, &error) {
+                        Some(smaller) => {
+                            warn!(%error, topic = %letter.topic, partition = letter.partition, offset = letter.offset, "the broker refuses a dead letter; sending it without its payload or key");
+                            failed.push(Cow::Owned(smaller));
+                        }
+                        None => return Err(error).context("producing a dead letter"),
+                    },
+                }
+            }
+            if transient {
+                warn!(retry_in = ?backoff, "retrying unacknowledged dead letters");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            pending = failed;
         }
         Ok(encoded.len())
     }
+}
+
+/// A dead letter the broker refused for good, without its payload (or, if it had none any more,
+/// without its key), the omission noted in its detail; `None` when nothing is left to take out.
+fn smaller(letter: &DeadLetter, error: &dyn fmt::Display) -> Option<DeadLetter> {
+    let mut smaller = letter.clone();
+    let left_out = if let Some(payload) = smaller.payload.take() {
+        format!("payload of {} bytes", payload.len())
+    } else if let Some(key) = smaller.key.take() {
+        format!("key of {} bytes", key.len())
+    } else {
+        return None;
+    };
+    smaller.detail = format!(
+        "{}; the original {left_out} is left out: the dead-letter topic refused it ({error})",
+        letter.detail
+    );
+    Some(smaller)
 }
 
 #[cfg(test)]
@@ -619,5 +789,45 @@ mod tests {
         p.mark_committed();
         assert_eq!(p.to_commit().count(), 0);
         assert_eq!(p.get("a", 0), Some(5));
+        // A revoked partition is neither committed nor known any more.
+        p.advance("a", 1, 9);
+        p.advance("a", 0, 6);
+        p.forget("a", 1);
+        let tpl = p.to_commit();
+        assert_eq!(tpl.count(), 1);
+        assert!(tpl.find_partition("a", 1).is_none());
+        assert_eq!(p.get("a", 1), None);
+    }
+
+    #[test]
+    fn details_are_cut_and_refused_dead_letters_shrink() {
+        assert_eq!(truncate("short".into(), 10), "short");
+        let cut = truncate("é".repeat(1000), 1023);
+        assert!(cut.starts_with(&"é".repeat(511)) && cut.ends_with("... (2000 bytes)"));
+        let letter = DeadLetter {
+            key: Some(b"k".to_vec()),
+            payload: Some(vec![b'x'; 2_000_000]),
+            reason: DeadLetterReason::InvalidString,
+            detail: "namespace too long".into(),
+            topic: "t".into(),
+            partition: 1,
+            offset: 7,
+        };
+        let first = smaller(&letter, &"Broker: Message size too large").unwrap();
+        assert_eq!(
+            (first.payload.as_ref(), first.key.as_deref()),
+            (None, Some(&b"k"[..]))
+        );
+        assert!(
+            first.detail.starts_with(
+                "namespace too long; the original payload of 2000000 bytes is left out"
+            ),
+            "{}",
+            first.detail
+        );
+        assert_eq!((first.reason, first.offset), (letter.reason, letter.offset));
+        let second = smaller(&first, &"again").unwrap();
+        assert_eq!(second.key, None);
+        assert!(smaller(&second, &"again").is_none());
     }
 }

@@ -17,6 +17,13 @@
 //! | an unknown `kubernetes` metricset, or no metricset at all | `unknown_metricset` |
 //! | a wrong type, a negative amount, no `@timestamp`, no cluster identity | `invalid_event` |
 //! | usage, request or limit without `kubernetes.namespace` | `no_namespace` |
+//! | a number JSON cannot hold in a double (`1e400`) | `out_of_range` |
+//!
+//! Before an event is published, [`check_event`] holds it to the standard's limits
+//! ([`limits::check_usage_event`]: a control character or an over-long string is
+//! `invalid_string`; a time outside 2000..2100, an interval over a day or a quantity over 10²¹ is
+//! `out_of_range`) and to the clock (ending more than the future skew after now:
+//! `future_timestamp`). The normaliser itself never panics, whatever the payload.
 //!
 //! A gauge `v` sampled every `p` seconds at `t` is `v × p` over `[t − p, t)`; `p` is
 //! `metricset.period` (ms) or the configured default. The event id is a hash of the document's
@@ -37,6 +44,7 @@ use xxhash_rust::xxh3::Xxh3Default;
 
 use super::{DeadLetterReason, Rejection};
 use crate::measure::Resource;
+use crate::standard::limits::{self, LimitError};
 use crate::standard::{
     EpochMillis, Measurement, MeasurementKind, UsageEvent, WorkloadSubject, SPEC_VERSION,
     USAGE_EVENT_TYPE,
@@ -446,35 +454,127 @@ pub struct PodNetworkSample {
     pub subject: WorkloadSubject,
 }
 
+/// The clock-dependent rule of the standard (§6.4 `future_timestamp`): an event may end at most
+/// `future_skew_ms` after `now`. The normaliser has no clock; the caller passes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    /// Processing time, epoch ms.
+    pub now: EpochMillis,
+    /// How far ahead of `now` an event may end (`[window] future_skew`).
+    pub future_skew_ms: i64,
+}
+
+impl Clock {
+    /// Refuses `end` if it is more than the skew ahead of now (`future_timestamp`).
+    fn check_end(self, what: &str, end: EpochMillis) -> Result<(), Rejection> {
+        let latest = self.now.saturating_add(self.future_skew_ms);
+        if end > latest {
+            return Err(reject(
+                DeadLetterReason::FutureTimestamp,
+                format!(
+                    "{what} {end} ms is more than {} ms after now ({})",
+                    self.future_skew_ms, self.now
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks an event built from a document before it is published: the standard's limits on every
+/// string, time, interval and quantity ([`limits::check_usage_event`]: `invalid_string` or
+/// `out_of_range`), and an end not more than the skew ahead of the clock (`future_timestamp`).
+pub fn check_event(event: &UsageEvent, clock: Clock) -> Result<(), Rejection> {
+    limits::check_usage_event(event)?;
+    clock.check_end("the interval ends at", event.end)
+}
+
+impl PodNetworkSample {
+    /// Whether the reading may become a pod's last reading: its names within the standard's
+    /// limits, its time within 2000..2100 and not ahead of the clock, its counters at most
+    /// 10²¹ bytes. A reading that fails is dead-lettered and remembered nowhere, so it cannot
+    /// hold back (a time ahead) or inflate (a huge counter) the pod's later readings.
+    pub fn check(&self, clock: Clock) -> Result<(), Rejection> {
+        limits::check_text("source", &self.source, limits::MAX_ID_LEN)?;
+        limits::check_subject(&self.subject)?;
+        limits::check_time("@timestamp", self.time)?;
+        for (resource, value) in [("network_rx", self.rx), ("network_tx", self.tx)] {
+            if value > limits::MAX_QUANTITY_UNITS {
+                return Err(LimitError::QuantityTooLarge {
+                    resource: resource.to_owned(),
+                    value,
+                }
+                .into());
+            }
+        }
+        clock.check_end("@timestamp", self.time)
+    }
+}
+
+/// A pod's last reading, and the input partition it came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Reading {
+    time: EpochMillis,
+    rx: f64,
+    tx: f64,
+    partition: i32,
+}
+
 /// Turns cumulative pod network counters into network usage between consecutive readings.
 ///
 /// Keeps the last reading per pod: the first reading of a pod (or the first after a restart of
 /// this process) gives nothing, each later one the bytes since the previous one, over
 /// `[previous time, time)`. A counter that went down was reset (the pod's network namespace was
-/// recreated): the delta is then the new value. Readings older than the last are ignored (a
+/// recreated): the delta is then the new value. Readings no newer than the last are ignored (a
 /// redelivery), so as long as a pod's documents arrive in order (one Kafka partition per pod:
 /// `partition.hash` on `kubernetes.pod.uid` in the agent's Kafka output), every byte is counted
 /// once; event ids depend on the pod and both readings' times, so a re-read after a crash
 /// publishes the same events.
+///
+/// Never counted twice, whatever the input:
+/// - a reading that breaks a limit or lies ahead of the clock ([`PodNetworkSample::check`]) is
+///   refused and not remembered;
+/// - a reading more than a day ([`limits::MAX_USAGE_INTERVAL_MS`]) after the pod's last one is a
+///   new baseline (the gap is not counted: one event may not cover more than a day);
+/// - [`NetworkCounters::revoke`] forgets the pods last read from a partition this consumer no
+///   longer owns: another consumer counts their next readings, and should the partition come
+///   back, its first reading is a new baseline, not a delta over what the other one counted.
 #[derive(Debug, Default)]
 pub struct NetworkCounters {
-    last: HashMap<String, (EpochMillis, f64, f64)>,
+    last: HashMap<String, Reading>,
 }
 
 impl NetworkCounters {
-    /// The network usage since the pod's previous reading, if there is one.
-    pub fn delta(&mut self, sample: PodNetworkSample) -> Option<UsageEvent> {
-        let reading = (sample.time, sample.rx, sample.tx);
-        let (start, rx0, tx0) = match self.last.get_mut(&sample.pod) {
-            Some(last) if last.0 >= sample.time => return None,
+    /// The network usage since the pod's previous reading, if there is one; a rejection (and
+    /// nothing remembered) if the reading fails [`PodNetworkSample::check`]. `partition` is the
+    /// input partition the document came from (see [`NetworkCounters::revoke`]).
+    pub fn delta(
+        &mut self,
+        partition: i32,
+        sample: PodNetworkSample,
+        clock: Clock,
+    ) -> Result<Option<UsageEvent>, Rejection> {
+        sample.check(clock)?;
+        let reading = Reading {
+            time: sample.time,
+            rx: sample.rx,
+            tx: sample.tx,
+            partition,
+        };
+        let previous = match self.last.get_mut(&sample.pod) {
+            Some(last) if last.time >= sample.time => return Ok(None),
             Some(last) => std::mem::replace(last, reading),
             None => {
                 self.last.insert(sample.pod, reading);
-                return None;
+                return Ok(None);
             }
         };
+        if sample.time - previous.time > limits::MAX_USAGE_INTERVAL_MS {
+            return Ok(None); // Too long a gap for one event: this reading is a new baseline.
+        }
+        let start = previous.time;
         let grown = |now: f64, before: f64| if now >= before { now - before } else { now };
-        let (rx, tx) = (grown(sample.rx, rx0), grown(sample.tx, tx0));
+        let (rx, tx) = (grown(sample.rx, previous.rx), grown(sample.tx, previous.tx));
         let mut digits = [0; 20];
         let start_text = decimal(start, &mut digits);
         let id = event_id(
@@ -487,7 +587,7 @@ impl NetworkCounters {
             quantity,
             unit: "bytes".to_owned(),
         };
-        Some(UsageEvent {
+        let event = UsageEvent {
             specversion: SPEC_VERSION.to_owned(),
             id,
             source: sample.source,
@@ -497,12 +597,54 @@ impl NetworkCounters {
             end: sample.time,
             subject: sample.subject,
             measurements: vec![measurement("network_rx", rx), measurement("network_tx", tx)],
-        })
+        };
+        check_event(&event, clock)?;
+        Ok(Some(event))
+    }
+
+    /// Forgets every pod last read from `partition` (revoked from this consumer in a
+    /// rebalance).
+    pub fn revoke(&mut self, partition: i32) {
+        self.last.retain(|_, r| r.partition != partition);
     }
 
     /// Forgets pods not read since `before` (deleted pods), bounding the state.
     pub fn forget_older_than(&mut self, before: EpochMillis) {
-        self.last.retain(|_, (t, _, _)| *t >= before);
+        self.last.retain(|_, r| r.time >= before);
+    }
+
+    /// Keeps at most `max` pods: first forgets those not read within `memory_ms` before
+    /// `latest`, then, if that is not enough (a flood of pods), the least recently read down to
+    /// nine tenths of `max`. A forgotten pod's next reading is a new baseline.
+    pub fn bound(&mut self, max: usize, latest: EpochMillis, memory_ms: i64) {
+        if self.last.len() <= max {
+            return;
+        }
+        self.forget_older_than(latest.saturating_sub(memory_ms));
+        if self.last.len() <= max {
+            return;
+        }
+        let keep = max - max / 10;
+        if keep == 0 {
+            self.last.clear();
+            return;
+        }
+        let mut times: Vec<EpochMillis> = self.last.values().map(|r| r.time).collect();
+        let cut = times.len() - keep;
+        let (_, threshold, _) = times.select_nth_unstable(cut);
+        let threshold = *threshold;
+        // Everything newer than the threshold, and as many read at it as there is room for.
+        let mut ties = keep - times.iter().filter(|t| **t > threshold).count();
+        self.last.retain(|_, r| {
+            if r.time > threshold {
+                true
+            } else if r.time == threshold && ties > 0 {
+                ties -= 1;
+                true
+            } else {
+                false
+            }
+        });
     }
 
     /// Pods with a reading.
@@ -540,11 +682,15 @@ fn parse(payload: &[u8]) -> Result<Doc<'_>, Rejection> {
         Err(_) => serde_json::from_slice(payload),
     };
     parsed.map_err(|error| {
+        let detail = error.to_string();
         let reason = match error.classify() {
             serde_json::error::Category::Data => DeadLetterReason::InvalidEvent,
+            // Valid JSON (numbers have no limit there), but beyond a double: serde_json tells it
+            // only by its message, which is stable (`ErrorCode::NumberOutOfRange`).
+            _ if detail.starts_with("number out of range") => DeadLetterReason::OutOfRange,
             _ => DeadLetterReason::NotJson,
         };
-        reject(reason, error.to_string())
+        reject(reason, detail)
     })
 }
 
@@ -2449,19 +2595,28 @@ mod tests {
         }
     }
 
+    /// The clock of the network tests: 2026-01-01 (the readings of 2025 are in its past).
+    const CLOCK: Clock = Clock {
+        now: 1_767_225_600_000,
+        future_skew_ms: 900_000,
+    };
+
+    /// The delta of a reading from partition 0 that passes the checks.
+    fn delta(counters: &mut NetworkCounters, sample: PodNetworkSample) -> Option<UsageEvent> {
+        counters.delta(0, sample, CLOCK).expect("a valid reading")
+    }
+
     #[test]
     fn pod_network_counters_become_usage_between_readings() {
         let n = default_normaliser();
         let mut counters = NetworkCounters::default();
         let read = |t: &str, rx: f64, tx: f64| network_sample(&n, &pod_network_doc(t, rx, tx));
         assert_eq!(
-            counters.delta(read("2025-06-02T08:00:10Z", 1000.0, 500.0)),
+            delta(&mut counters, read("2025-06-02T08:00:10Z", 1000.0, 500.0)),
             None,
             "the first reading is the baseline"
         );
-        let e = counters
-            .delta(read("2025-06-02T08:00:20Z", 4000.0, 700.0))
-            .unwrap();
+        let e = delta(&mut counters, read("2025-06-02T08:00:20Z", 4000.0, 700.0)).unwrap();
         assert_eq!((e.start, e.end), (1_748_851_210_000, 1_748_851_220_000));
         assert_eq!(
             quantities(&e),
@@ -2472,22 +2627,19 @@ mod tests {
         assert_eq!(e.subject.workload_kind.as_deref(), Some("StatefulSet"));
         // A redelivered older reading changes nothing; a reset counter counts from zero.
         assert_eq!(
-            counters.delta(read("2025-06-02T08:00:10Z", 1000.0, 500.0)),
+            delta(&mut counters, read("2025-06-02T08:00:10Z", 1000.0, 500.0)),
             None
         );
-        let reset = counters
-            .delta(read("2025-06-02T08:00:30Z", 50.0, 10.0))
-            .unwrap();
+        let reset = delta(&mut counters, read("2025-06-02T08:00:30Z", 50.0, 10.0)).unwrap();
         assert_eq!(
             quantities(&reset),
             vec![("network_rx", Usage, 50.0), ("network_tx", Usage, 10.0)]
         );
         // The same readings in another process give the same event ids (dedup downstream).
         let mut again = NetworkCounters::default();
-        again.delta(read("2025-06-02T08:00:10Z", 1000.0, 500.0));
+        delta(&mut again, read("2025-06-02T08:00:10Z", 1000.0, 500.0));
         assert_eq!(
-            again
-                .delta(read("2025-06-02T08:00:20Z", 4000.0, 700.0))
+            delta(&mut again, read("2025-06-02T08:00:20Z", 4000.0, 700.0))
                 .unwrap()
                 .id,
             e.id
@@ -2513,5 +2665,547 @@ mod tests {
             .unwrap()
             .remove("network");
         assert_eq!(n.normalise(&bytes(&doc)), Ok(EcsOutcome::Skipped("pod")));
+    }
+
+    /// Hostile input: documents that break the standard's limits or JSON's, readings that would
+    /// poison a pod's counters, rebalances. Nothing panics; everything that is refused is refused
+    /// with its reason, and no byte is counted twice.
+    mod hostile {
+        use super::*;
+
+        use proptest::prelude::*;
+        use serde_json::{json, Value};
+        use DeadLetterReason::*;
+
+        /// What the converter makes of a document: the outcome if it passes [`check_event`] at
+        /// [`CLOCK`], else the dead-letter reason.
+        fn converted(n: &EcsNormaliser, payload: &[u8]) -> Result<EcsOutcome, DeadLetterReason> {
+            let outcome = n.normalise(payload).map_err(|r| r.reason)?;
+            if let EcsOutcome::Usage(event) = &outcome {
+                check_event(event, CLOCK).map_err(|r| r.reason)?;
+            }
+            Ok(outcome)
+        }
+
+        /// `doc` with `value` at `path` (objects created on the way, other values replaced).
+        fn set(doc: &mut Value, path: &[&str], value: Value) {
+            let (last, parents) = path.split_last().expect("a path");
+            let mut at = doc;
+            for key in parents {
+                if !at.get(*key).is_some_and(Value::is_object) {
+                    at[*key] = json!({});
+                }
+                at = at.get_mut(*key).expect("just set");
+            }
+            at[*last] = value;
+        }
+
+        fn container_with(path: &[&str], value: Value) -> Vec<u8> {
+            let mut doc = container_doc();
+            set(&mut doc, path, value);
+            bytes(&doc)
+        }
+
+        /// The container document with its nanocores written as `text` (JSON a `Value` cannot hold).
+        fn container_with_nanocores_text(text: &str) -> Vec<u8> {
+            let doc = String::from_utf8(bytes(&container_doc())).unwrap();
+            let replaced = doc.replace("\"nanocores\":250000000", &format!("\"nanocores\":{text}"));
+            assert_ne!(doc, replaced);
+            replaced.into_bytes()
+        }
+
+        /// `{"k":` `depth` times around `inner`, closed again.
+        fn nested(depth: usize, inner: &str) -> String {
+            format!("{}{inner}{}", "{\"k\":".repeat(depth), "}".repeat(depth))
+        }
+
+        #[test]
+        fn hostile_documents_are_dead_letters_with_their_reason() {
+            let n = default_normaliser();
+            assert!(matches!(
+                converted(&n, &bytes(&container_doc())),
+                Ok(EcsOutcome::Usage(_))
+            ));
+            let mib = "n".repeat(1 << 20);
+            let many_labels: serde_json::Map<String, Value> = (0..=limits::MAX_LABELS)
+                .map(|i| (format!("l{i}"), json!("v")))
+                .collect();
+            let deep_doc = |inner: &str| {
+                let doc = String::from_utf8(bytes(&container_doc())).unwrap();
+                // kubernetes.node.name: a string expected, an object found.
+                doc.replace("\"node-1\"", inner).into_bytes()
+            };
+            let cases: Vec<(&str, Vec<u8>, DeadLetterReason)> = vec![
+                ("not JSON", b"this is not JSON".to_vec(), NotJson),
+                ("a JSON array", b"[{\"a\":1}]".to_vec(), NotJson),
+                ("empty", Vec::new(), NotJson),
+                ("NUL", b"\0".to_vec(), NotJson),
+                (
+                    "NUL in the namespace",
+                    container_with(&["kubernetes", "namespace"], json!("project\u{0}a")),
+                    InvalidString,
+                ),
+                (
+                    "ESC in the pod name",
+                    container_with(&["kubernetes", "pod", "name"], json!("api\u{1b}[31m")),
+                    InvalidString,
+                ),
+                (
+                    "DEL in the cluster name",
+                    container_with(&["orchestrator", "cluster", "name"], json!("gke\u{7f}")),
+                    InvalidString,
+                ),
+                (
+                    "a 1 MiB namespace",
+                    container_with(&["kubernetes", "namespace"], json!(mib)),
+                    InvalidString,
+                ),
+                (
+                    "a 1 MiB label value",
+                    container_with(&["kubernetes", "labels", "app"], json!(mib)),
+                    InvalidString,
+                ),
+                (
+                    "a 1 MiB metricset name",
+                    container_with(&["metricset", "name"], json!(mib)),
+                    UnknownMetricset,
+                ),
+                (
+                    "too many labels",
+                    container_with(&["kubernetes", "labels"], Value::Object(many_labels)),
+                    OutOfRange,
+                ),
+                (
+                    "@timestamp in year 40000",
+                    container_with(&["@timestamp"], json!("40000-01-01T00:00:00Z")),
+                    InvalidEvent,
+                ),
+                (
+                    "@timestamp in year 9999",
+                    container_with(&["@timestamp"], json!("9999-12-31T23:59:59Z")),
+                    OutOfRange,
+                ),
+                (
+                    "@timestamp in 2150",
+                    container_with(&["@timestamp"], json!("2150-01-01T00:00:00Z")),
+                    OutOfRange,
+                ),
+                (
+                    "@timestamp half a year ahead of the clock",
+                    container_with(&["@timestamp"], json!("2026-07-01T00:00:00Z")),
+                    FutureTimestamp,
+                ),
+                (
+                    "@timestamp at the epoch",
+                    container_with(&["@timestamp"], json!("1970-01-01T00:00:00Z")),
+                    OutOfRange,
+                ),
+                (
+                    "@timestamp 0 (a number)",
+                    container_with(&["@timestamp"], json!(0)),
+                    InvalidEvent,
+                ),
+                (
+                    "@timestamp before 1970",
+                    container_with(&["@timestamp"], json!("1969-12-31T23:59:59Z")),
+                    InvalidEvent,
+                ),
+                (
+                    "1e300 nanocores",
+                    container_with_nanocores_text("1e300"),
+                    OutOfRange,
+                ),
+                (
+                    "1e400 nanocores (beyond a double)",
+                    container_with_nanocores_text("1e400"),
+                    OutOfRange,
+                ),
+                (
+                    "a 40-digit integer",
+                    container_with_nanocores_text(&"9".repeat(40)),
+                    OutOfRange,
+                ),
+                (
+                    "a 400-digit integer",
+                    container_with_nanocores_text(&"9".repeat(400)),
+                    OutOfRange,
+                ),
+                (
+                    "negative nanocores",
+                    container_with_nanocores_text("-1"),
+                    InvalidEvent,
+                ),
+                (
+                    "\"NaN\" nanocores",
+                    container_with_nanocores_text("\"NaN\""),
+                    InvalidEvent,
+                ),
+                (
+                    "NaN nanocores (not JSON)",
+                    container_with_nanocores_text("NaN"),
+                    NotJson,
+                ),
+                (
+                    "\"Infinity\" memory",
+                    container_with(
+                        &["kubernetes", "container", "memory", "workingset", "bytes"],
+                        json!("Infinity"),
+                    ),
+                    InvalidEvent,
+                ),
+                (
+                    "a period of 1e300 ms",
+                    container_with(&["metricset", "period"], json!(1e300)),
+                    InvalidEvent,
+                ),
+                (
+                    "an unknown metricset",
+                    container_with(&["metricset", "name"], json!("state_foo")),
+                    UnknownMetricset,
+                ),
+                (
+                    "a used field nested 100 000 deep",
+                    deep_doc(&nested(100_000, "1")),
+                    InvalidEvent,
+                ),
+                (
+                    "a document nested 100 000 deep",
+                    nested(100_000, "1").into_bytes(),
+                    UnknownMetricset,
+                ),
+                (
+                    "arrays nested 100 000 deep",
+                    format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(),
+                    NotJson,
+                ),
+                (
+                    "an unclosed nesting of 1 000 000",
+                    "{\"k\":".repeat(1_000_000).into_bytes(),
+                    NotJson,
+                ),
+            ];
+            for (what, payload, reason) in cases {
+                let got = converted(&n, &payload);
+                assert_eq!(got.as_ref().err(), Some(&reason), "{what}: {got:?}");
+            }
+            // A label nested deep is not a string: left out, the document is fine.
+            let deep_label = container_with(&["kubernetes", "labels", "app"], json!(null));
+            let deep_label = String::from_utf8(deep_label)
+                .unwrap()
+                .replace("\"app\":null", &format!("\"app\":{}", nested(100_000, "1")));
+            let Ok(EcsOutcome::Usage(event)) = converted(&n, deep_label.as_bytes()) else {
+                panic!("a deep label is skipped");
+            };
+            assert!(event.subject.labels.is_empty());
+            // An event exactly at the edge of the clock's skew passes.
+            let edge = humantime::format_rfc3339_millis(
+                UNIX_EPOCH + Duration::from_millis((CLOCK.now + CLOCK.future_skew_ms) as u64),
+            )
+            .to_string();
+            assert!(matches!(
+                converted(&n, &container_with(&["@timestamp"], json!(edge))),
+                Ok(EcsOutcome::Usage(_))
+            ));
+        }
+
+        /// A network reading of pod `pod` on `partition` at `CLOCK.now - 1 day + i × 10 s`, with
+        /// counters growing by 1000 (rx) and 100 (tx) bytes per step.
+        fn reading(n: &EcsNormaliser, pod: &str, i: i64) -> PodNetworkSample {
+            let mut sample = network_sample(n, &pod_network_doc("2025-06-02T08:00:10Z", 0.0, 0.0));
+            sample.pod = format!("gke-prod-1/project-a/{pod}");
+            sample.subject.pod_uid = Some(pod.to_owned());
+            sample.time = T0 + i * 10_000;
+            sample.rx = 1000.0 * i as f64;
+            sample.tx = 100.0 * i as f64;
+            sample
+        }
+
+        const T0: EpochMillis = CLOCK.now - 86_400_000;
+
+        /// Checks that no two events of a pod overlap and that each counts exactly the growth of the
+        /// counters over its interval; returns the steps `(start, end)` counted per pod.
+        fn counted(events: &[UsageEvent]) -> BTreeMap<String, Vec<(i64, i64)>> {
+            let mut by_pod: BTreeMap<String, Vec<&UsageEvent>> = BTreeMap::new();
+            for e in events {
+                by_pod
+                    .entry(e.subject.pod_uid.clone().unwrap())
+                    .or_default()
+                    .push(e);
+            }
+            let mut steps = BTreeMap::new();
+            for (pod, mut events) in by_pod {
+                events.sort_by_key(|e| e.start);
+                let mut intervals = Vec::new();
+                for e in &events {
+                    let (from, to) = ((e.start - T0) / 10_000, (e.end - T0) / 10_000);
+                    assert_eq!(
+                        quantities(e),
+                        vec![
+                            ("network_rx", Usage, 1000.0 * (to - from) as f64),
+                            ("network_tx", Usage, 100.0 * (to - from) as f64)
+                        ],
+                        "{pod}: exactly the growth over [{from}, {to})"
+                    );
+                    if let Some(&(_, previous_end)) = intervals.last() {
+                        assert!(from >= previous_end, "{pod}: [{from}, {to}) counted twice");
+                    }
+                    intervals.push((from, to));
+                }
+                steps.insert(pod, intervals);
+            }
+            steps
+        }
+
+        #[test]
+        fn a_revoked_partition_forgets_its_pods_so_no_byte_is_counted_twice() {
+            let n = default_normaliser();
+            let r = |pod: &str, i: i64| reading(&n, pod, i);
+            let mut published = Vec::new();
+            let mut a = NetworkCounters::default();
+            let mut b = NetworkCounters::default();
+            // Consumer A owns both partitions: pod "a" is on partition 0, pod "b" on partition 1.
+            for i in 1..=3 {
+                published.extend(a.delta(0, r("a", i), CLOCK).unwrap());
+                published.extend(a.delta(1, r("b", i), CLOCK).unwrap());
+            }
+            // A rebalance gives partition 1 to consumer B.
+            let mut stale = NetworkCounters::default(); // A as it would be without `revoke`
+            for i in 1..=3 {
+                stale.delta(1, r("b", i), CLOCK).unwrap();
+            }
+            a.revoke(1);
+            assert_eq!(a.len(), 1, "only pod b is forgotten");
+            for i in 4..=6 {
+                published.extend(a.delta(0, r("a", i), CLOCK).unwrap());
+                published.extend(b.delta(1, r("b", i), CLOCK).unwrap());
+            }
+            // B leaves; partition 1 comes back to A.
+            b.revoke(1);
+            assert!(b.is_empty());
+            for i in 7..=9 {
+                published.extend(a.delta(0, r("a", i), CLOCK).unwrap());
+                published.extend(a.delta(1, r("b", i), CLOCK).unwrap());
+            }
+            let steps = counted(&published);
+            assert_eq!(
+                steps["a"],
+                (1..9).map(|i| (i, i + 1)).collect::<Vec<_>>(),
+                "pod a never moved: every step counted once"
+            );
+            assert_eq!(
+            steps["b"],
+            vec![(1, 2), (2, 3), (4, 5), (5, 6), (7, 8), (8, 9)],
+            "each owner's first reading of pod b is a baseline: [3, 4) and [6, 7) are not counted"
+        );
+            // Without the revocation, A's first reading after getting partition 1 back would have
+            // counted [3, 7) again, over B's [4, 5) and [5, 6).
+            let again = stale.delta(1, r("b", 7), CLOCK).unwrap().unwrap();
+            assert_eq!((again.start, again.end), (T0 + 30_000, T0 + 70_000));
+        }
+
+        #[test]
+        fn a_reading_far_from_the_clock_or_beyond_the_limits_does_not_poison_the_pod() {
+            let n = default_normaliser();
+            let r = |i: i64| reading(&n, "a", i);
+            let mut c = NetworkCounters::default();
+            assert_eq!(c.delta(0, r(1), CLOCK), Ok(None), "baseline");
+            let refused = |sample: PodNetworkSample, c: &mut NetworkCounters| {
+                c.delta(0, sample, CLOCK).unwrap_err().reason
+            };
+            // A year ahead (within the standard's range, beyond the clock), far beyond the range,
+            // an absurd counter, a broken name: refused, and not remembered.
+            let mut ahead = r(2);
+            ahead.time = CLOCK.now + 365 * 86_400_000;
+            ahead.rx = 1e12;
+            assert_eq!(refused(ahead, &mut c), FutureTimestamp);
+            let mut beyond = r(2);
+            beyond.time = 253_402_300_799_000; // 9999-12-31T23:59:59Z
+            assert_eq!(refused(beyond, &mut c), OutOfRange);
+            let mut huge = r(2);
+            huge.rx = 1e300;
+            assert_eq!(refused(huge, &mut c), OutOfRange);
+            let mut nul = r(2);
+            nul.subject.namespace = Some("project\0a".into());
+            assert_eq!(refused(nul, &mut c), InvalidString);
+            let mut nul_pod = r(2);
+            nul_pod.pod.push('x');
+            nul_pod.subject.pod_name = Some("\u{1b}[2J".into());
+            assert_eq!(refused(nul_pod, &mut c), InvalidString);
+            assert_eq!(c.len(), 1, "nothing of them is kept");
+            // The next real reading counts from the last real one.
+            let e = c.delta(0, r(2), CLOCK).unwrap().unwrap();
+            assert_eq!((e.start, e.end), (T0 + 10_000, T0 + 20_000));
+            // A reading far behind the pod's last one (a replay of 2001) is ignored and changes
+            // nothing: the next real reading counts from the last real one.
+            let mut old = r(3);
+            old.time = 978_307_200_000; // 2001-01-01
+            old.rx = 5.0;
+            assert_eq!(c.delta(0, old.clone(), CLOCK), Ok(None));
+            let e = c.delta(0, r(3), CLOCK).unwrap().unwrap();
+            assert_eq!((e.start, e.end), (T0 + 20_000, T0 + 30_000));
+            assert_eq!(quantities(&e)[0].2, 1000.0);
+            // A first reading from long ago becomes a baseline; a real reading more than a day
+            // after it is a new baseline, not a delta over years.
+            let mut c = NetworkCounters::default();
+            assert_eq!(c.delta(0, old, CLOCK), Ok(None));
+            assert_eq!(c.delta(0, r(4), CLOCK), Ok(None));
+            let e = c.delta(0, r(5), CLOCK).unwrap().unwrap();
+            assert_eq!((e.start, e.end), (T0 + 40_000, T0 + 50_000));
+            // A day exactly is still one event; the reading at the edge of the skew is accepted.
+            let mut day = r(5 + 8640);
+            day.time = T0 + 50_000 + limits::MAX_USAGE_INTERVAL_MS;
+            let e = c.delta(0, day, CLOCK).unwrap().unwrap();
+            assert_eq!(e.end - e.start, limits::MAX_USAGE_INTERVAL_MS);
+            let mut edge = r(10_000);
+            edge.time = CLOCK.now + CLOCK.future_skew_ms;
+            assert!(c.delta(0, edge, CLOCK).unwrap().is_some());
+        }
+
+        #[test]
+        fn the_counter_state_stays_bounded_even_under_a_flood_of_pods() {
+            let n = default_normaliser();
+            let mut c = NetworkCounters::default();
+            for p in 0..1000 {
+                c.delta(0, reading(&n, &format!("p{p}"), 1), CLOCK).unwrap();
+            }
+            c.bound(1000, T0, 3_600_000);
+            assert_eq!(c.len(), 1000, "at the limit: kept");
+            // All read at the same time (within the memory): the flood is cut to 9/10 of the limit.
+            c.bound(100, T0 + 10_000, 3_600_000);
+            assert_eq!(c.len(), 90);
+            // The most recently read are kept.
+            for p in 0..50 {
+                c.delta(0, reading(&n, &format!("new{p}"), 2), CLOCK)
+                    .unwrap();
+            }
+            c.bound(100, T0 + 20_000, 3_600_000);
+            assert_eq!(c.len(), 90);
+            for p in 0..50 {
+                let next = c
+                    .delta(0, reading(&n, &format!("new{p}"), 3), CLOCK)
+                    .unwrap();
+                assert!(next.is_some(), "new{p} kept");
+            }
+            // Readings older than the memory go first.
+            c.bound(10, T0 + 3_700_000, 3_600_000);
+            assert_eq!(c.len(), 0, "nothing was read within the hour before");
+            c.bound(0, T0, 0);
+            assert!(c.is_empty());
+        }
+
+        /// Any JSON value: scalars of every kind (numbers at the edges, strings with control
+        /// characters, times out of range), arrays and objects of them.
+        fn any_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f)
+                    .map(Value::Number)),
+                prop::sample::select(vec![1e300, -1e300, f64::MAX, 5e-324, -0.0, 1e21, 1e22])
+                    .prop_map(Value::from),
+                any::<String>().prop_map(Value::from),
+                prop::sample::select(vec![
+                    "NaN",
+                    "Infinity",
+                    "",
+                    "kubernetes",
+                    "container",
+                    "pod",
+                    "state_node",
+                    "40000-01-01T00:00:00Z",
+                    "9999-12-31T23:59:59Z",
+                    "1970-01-01T00:00:00Z",
+                    "2025-06-02T08:00:10Z",
+                    "2026-12-01T00:00:00Z",
+                    "a\u{0}b",
+                ])
+                .prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 24, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map("[a-z_@.]{0,10}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// Where a hostile value goes: every field the normaliser reads, and a few it skips.
+        const PATHS: [&[&str]; 22] = [
+            &["@timestamp"],
+            &["metricset"],
+            &["metricset", "name"],
+            &["metricset", "period"],
+            &["metricset", "module"],
+            &["event", "module"],
+            &["event", "dataset"],
+            &["data_stream", "dataset"],
+            &["orchestrator", "cluster", "id"],
+            &["orchestrator", "cluster", "name"],
+            &["kubernetes"],
+            &["kubernetes", "namespace"],
+            &["kubernetes", "pod"],
+            &["kubernetes", "pod", "name"],
+            &["kubernetes", "pod", "network", "rx", "bytes"],
+            &["kubernetes", "container", "cpu", "usage", "nanocores"],
+            &["kubernetes", "container", "memory", "workingset", "bytes"],
+            &["kubernetes", "labels"],
+            &["kubernetes", "labels", "app"],
+            &["kubernetes", "deployment", "name"],
+            &["host"],
+            &["kubernetes", "node", "labels"],
+        ];
+
+        /// Runs a payload through everything the converter does with it.
+        fn convert_all(n: &EcsNormaliser, counters: &mut NetworkCounters, payload: &[u8]) {
+            match n.normalise(payload) {
+                Ok(EcsOutcome::Usage(event)) => drop(check_event(&event, CLOCK)),
+                Ok(EcsOutcome::PodNetwork(sample)) => drop(counters.delta(0, sample, CLOCK)),
+                _ => {}
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            /// Whatever value is put wherever in a container or pod document, and whatever bytes
+            /// are spliced into one, the normaliser, the checks and the counters answer without
+            /// panicking.
+            #[test]
+            fn the_converter_never_panics(
+                values in prop::collection::vec((0..PATHS.len(), any_json()), 1..4),
+                pod in any::<bool>(),
+                splice in (any::<prop::sample::Index>(), prop::collection::vec(any::<u8>(), 0..8)),
+            ) {
+                let n = default_normaliser();
+                let mut counters = NetworkCounters::default();
+                let mut doc: Value = if pod {
+                    serde_json::from_slice(&pod_network_doc("2025-06-02T08:00:10Z", 1.0, 1.0))
+                        .unwrap()
+                } else {
+                    container_doc()
+                };
+                for (path, value) in values {
+                    set(&mut doc, PATHS[path], value);
+                }
+                let payload = bytes(&doc);
+                convert_all(&n, &mut counters, &payload);
+                convert_all(&n, &mut counters, &payload);
+                let (at, inserted) = splice;
+                let mut spliced = payload.clone();
+                let at = at.index(spliced.len() + 1);
+                spliced.splice(at..at, inserted);
+                convert_all(&n, &mut counters, &spliced);
+            }
+
+            /// Arbitrary bytes, too.
+            #[test]
+            fn the_converter_never_panics_on_bytes(payload in prop::collection::vec(any::<u8>(), 0..256)) {
+                let n = default_normaliser();
+                convert_all(&n, &mut NetworkCounters::default(), &payload);
+            }
+        }
     }
 }

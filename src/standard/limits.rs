@@ -211,7 +211,9 @@ fn check_labels(
     Ok(())
 }
 
-fn check_subject(s: &WorkloadSubject) -> Result<(), LimitError> {
+/// Checks every string and the labels of a subject (part of [`check_usage_event`]; for readings
+/// that become events later, such as pod network counters).
+pub fn check_subject(s: &WorkloadSubject) -> Result<(), LimitError> {
     check_text("subject.cluster_id", &s.cluster_id, MAX_NAME_LEN)?;
     check_optional("subject.cluster_name", &s.cluster_name, MAX_NAME_LEN)?;
     check_optional("subject.namespace", &s.namespace, MAX_NAMESPACE_LEN)?;

@@ -490,3 +490,83 @@ pub fn tracker_without_configuration_env() -> tokio::process::Command {
     command.kill_on_drop(true);
     command
 }
+
+/// A message as read back: key, payload (absent for a null value) and headers.
+pub struct ReadMessage {
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Reads `count` messages from `topic` (within 60 s), then makes sure no more arrive for 2 s.
+pub async fn read_messages(kafka: &KafkaConnection, topic: &str, count: usize) -> Vec<ReadMessage> {
+    use rdkafka::message::Headers;
+    let consumer = consumer(kafka, topic).await;
+    let mut read = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let wait = if read.len() >= count { 2 } else { 5 };
+        match tokio::time::timeout(Duration::from_secs(wait), consumer.recv()).await {
+            Ok(message) => {
+                let message = message.unwrap();
+                let headers = message
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                let value = h.value.unwrap_or_default();
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(value).into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                read.push(ReadMessage {
+                    partition: message.partition(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    payload: message.payload().map(<[u8]>::to_vec),
+                    headers,
+                });
+            }
+            Err(_) if read.len() >= count => return read,
+            Err(_) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {count} messages arrived on {topic}",
+                read.len()
+            ),
+        }
+    }
+}
+
+/// Publishes `(partition, key, payload)` messages one by one, in order, each in a batch of its
+/// own, and waits for every acknowledgement. `None` is a null value; large messages are allowed
+/// (up to 8 MiB).
+pub async fn publish_to_partitions(
+    kafka: &KafkaConnection,
+    topic: &str,
+    messages: &[(i32, String, Option<Vec<u8>>)],
+) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = kafka
+        .producer_config()
+        .set("linger.ms", "0")
+        .set("message.max.bytes", "8388608")
+        .create()
+        .unwrap();
+    for (partition, key, payload) in messages {
+        let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic)
+            .partition(*partition)
+            .key(key.as_str());
+        if let Some(payload) = payload {
+            record = record.payload(payload.as_slice());
+        }
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap_or_else(|e| panic!("producing {key}: {e}"));
+    }
+}
