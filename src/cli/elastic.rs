@@ -37,23 +37,16 @@ use crate::ingest::{DeadLetterReason, Rejection};
 use crate::kafka::TopicSpec;
 use crate::metrics::{counts, ElasticMetrics};
 use crate::retry::Transience;
-use crate::sink::kafka::{DeadLetter, KafkaSink};
+use crate::sink::kafka::{cut_detail, DeadLetter, KafkaSink};
 use crate::standard::wire::RecordEncoder;
 use crate::standard::UsageEvent;
 
-/// How long `--until-caught-up` waits for more input after reaching the high watermarks.
-const QUIET_PERIOD: Duration = Duration::from_secs(1);
-/// The longest `--until-caught-up` keeps reading after reaching the high watermarks.
-const CATCH_UP_GRACE: Duration = Duration::from_secs(10);
 /// Pods whose last network reading is kept before old ones are forgotten.
 const MAX_PODS_WITH_COUNTERS: usize = 100_000;
 /// How long the last network reading of a silent pod is kept once that many are.
 const COUNTER_MEMORY_MS: i64 = 3_600_000;
 /// Longest wait for one message before the loop looks at batches, shutdown and progress.
 const POLL: Duration = Duration::from_millis(200);
-/// Longest `dlq.error` detail kept (a rejection may quote a value of the document, which can be
-/// as long as the document).
-const MAX_DETAIL_BYTES: usize = 1024;
 
 /// Read Elastic Agent / Metricbeat documents and publish them as UsageEvents.
 #[derive(Debug, Args)]
@@ -417,8 +410,6 @@ async fn ingest(
     let mut positions = Positions::default();
     let mut batch = Batch::default();
     let mut catch_up = CatchUp::default();
-    let mut last_message = Instant::now();
-    let mut reached_targets: Option<Instant> = None;
     let mut last_check: Option<Instant> = None;
     let mut last_assignment_check: Option<Instant> = None;
     tokio::pin!(shutdown);
@@ -433,13 +424,7 @@ async fn ingest(
             last_check = Some(Instant::now());
             catch_up.refresh(&consumer, &mut positions)?;
             if catch_up.reached(&positions) {
-                // Broker quirk (Tansu 0.6, see src/pipeline.rs): the reported high watermark
-                // can fall short of the real end, so also wait for a quiet period (at most
-                // CATCH_UP_GRACE, so steady input cannot keep a CronJob running).
-                let since = *reached_targets.get_or_insert_with(Instant::now);
-                if last_message.elapsed() >= QUIET_PERIOD || since.elapsed() >= CATCH_UP_GRACE {
-                    break;
-                }
+                break;
             }
         }
         let wait = match batch.opened {
@@ -458,7 +443,6 @@ async fn ingest(
                     let clock = Clock { now: crate::time::now_ms(), future_skew_ms };
                     take(&message, &mut inputs, &mut batch, &mut positions, &metrics, clock);
                     health.broker_ok.store(true, Ordering::Relaxed);
-                    last_message = Instant::now();
                 }
                 Ok(Err(error)) => {
                     warn!(%error, "consumer error");
@@ -536,7 +520,7 @@ fn take(
         Ok(Some(event)) => batch.events.push(event),
         Ok(None) => {}
         Err(rejection) => {
-            let detail = truncate(rejection.detail, MAX_DETAIL_BYTES);
+            let detail = cut_detail(rejection.detail);
             metrics
                 .dead_letters
                 .with_label_values(&[rejection.reason.as_str()])
@@ -554,20 +538,6 @@ fn take(
         }
     }
     positions.advance(topic, message.partition(), message.offset() + 1);
-}
-
-/// `text` cut to at most `max` bytes (at a character boundary), marked as cut.
-fn truncate(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut at = max;
-        while !text.is_char_boundary(at) {
-            at -= 1;
-        }
-        let total = text.len();
-        text.truncate(at);
-        text.push_str(&format!("... ({total} bytes)"));
-    }
-    text
 }
 
 /// Where a batch goes.
@@ -801,9 +771,11 @@ mod tests {
 
     #[test]
     fn details_are_cut_and_refused_dead_letters_shrink() {
-        assert_eq!(truncate("short".into(), 10), "short");
-        let cut = truncate("é".repeat(1000), 1023);
-        assert!(cut.starts_with(&"é".repeat(511)) && cut.ends_with("... (2000 bytes)"));
+        assert_eq!(cut_detail("short".into()), "short");
+        let cut = cut_detail(format!("x{}", "é".repeat(1000)));
+        assert!(
+            cut.starts_with(&format!("x{}", "é".repeat(511))) && cut.ends_with("... (2001 bytes)")
+        );
         let letter = DeadLetter {
             key: Some(b"k".to_vec()),
             payload: Some(vec![b'x'; 2_000_000]),

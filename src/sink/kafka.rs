@@ -39,21 +39,29 @@ pub struct DeadLetter {
 /// without its value (`dlq.value_omitted` says how large it was); it stays in its own topic.
 pub const MAX_DEAD_LETTER_BYTES: usize = 900_000;
 
-/// The longest `dlq.error` detail kept.
-const MAX_DETAIL_BYTES: usize = 4096;
+/// The longest `dlq.error` detail kept (a rejection may quote a value of the message, which can
+/// be as long as the message).
+pub const MAX_DETAIL_BYTES: usize = 1024;
+
+/// `text` cut to at most [`MAX_DETAIL_BYTES`] (at a character boundary), marked as cut.
+pub fn cut_detail(mut text: String) -> String {
+    if text.len() > MAX_DETAIL_BYTES {
+        let mut at = MAX_DETAIL_BYTES;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        let total = text.len();
+        text.truncate(at);
+        text.push_str(&format!("... ({total} bytes)"));
+    }
+    text
+}
 
 impl DeadLetter {
     /// The dead letter as published to `topic`: original key and value, the reason, detail and
     /// origin in `dlq.*` headers (standard §6.4).
     pub fn message(&self, topic: &str) -> OutboxMessage {
-        let mut detail = self.detail.clone();
-        if detail.len() > MAX_DETAIL_BYTES {
-            let mut end = MAX_DETAIL_BYTES;
-            while !detail.is_char_boundary(end) {
-                end -= 1;
-            }
-            detail.truncate(end);
-        }
+        let detail = cut_detail(self.detail.clone());
         let mut headers = vec![
             ("dlq.reason".into(), self.reason.as_str().into()),
             ("dlq.error".into(), detail),
