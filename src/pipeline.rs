@@ -827,6 +827,12 @@ impl Pipeline {
                 }
                 if !committed {
                     let staged = messages.as_deref().unwrap_or_default();
+                    if fault_requested(Fault::StallBeforeCommit) && !staged.is_empty() {
+                        if let Some(stall) = stall_once() {
+                            warn!(?stall, "injected fault: stalling before a commit");
+                            tokio::time::sleep(stall).await;
+                        }
+                    }
                     timed(&self.metrics, "postgres", checkpoint.records.len(), async {
                         self.postgres
                             .commit(slot_id, epoch, &checkpoint, &positions, staged)
@@ -915,21 +921,42 @@ impl Pipeline {
     }
 }
 
-/// Faults a test can inject into a tracker process (through `USAGE_TRACKER_FAULT`), to prove
-/// what happens after a crash at that point.
+/// Faults a test can inject into a tracker process through `USAGE_TRACKER_FAULT`, to prove what
+/// happens after a crash or a stall at that point (tests/outbox.rs, tests/faults.rs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
     /// `abort-after-commit`: die right after the first checkpoint with messages commits, before
     /// they are published.
     AbortAfterCommit,
+    /// `stall-before-commit:SECONDS`: once, before the first checkpoint with messages commits,
+    /// stop for that long (a process paused by its host, a long GC, a network partition).
+    StallBeforeCommit,
+}
+
+fn fault_setting() -> Option<&'static str> {
+    static REQUESTED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    REQUESTED
+        .get_or_init(|| std::env::var("USAGE_TRACKER_FAULT").ok())
+        .as_deref()
 }
 
 fn fault_requested(fault: Fault) -> bool {
-    static REQUESTED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    let requested = REQUESTED.get_or_init(|| std::env::var("USAGE_TRACKER_FAULT").ok());
     match fault {
-        Fault::AbortAfterCommit => requested.as_deref() == Some("abort-after-commit"),
+        Fault::AbortAfterCommit => fault_setting() == Some("abort-after-commit"),
+        Fault::StallBeforeCommit => {
+            fault_setting().is_some_and(|f| f.starts_with("stall-before-commit:"))
+        }
     }
+}
+
+/// The stall of [`Fault::StallBeforeCommit`], the first time it is asked for.
+fn stall_once() -> Option<Duration> {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let seconds = fault_setting()?
+        .strip_prefix("stall-before-commit:")?
+        .parse()
+        .ok()?;
+    (!DONE.swap(true, Ordering::Relaxed)).then(|| Duration::from_secs(seconds))
 }
 
 /// Runs one sink write, recording its failure and, when it has items, its size and duration.

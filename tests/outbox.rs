@@ -4,35 +4,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use common::{query_i64, tracker_config, tracker_run};
-use rdkafka::Message;
-use sqlx::Row;
 use usage_tracker::generate;
 use usage_tracker::kafka::TopicSpec;
-use usage_tracker::standard::wire::RecordDecoder;
-use usage_tracker::standard::UsageRecord;
 
 const T0: i64 = 1_793_577_600_000; // 2026-11-02T00:00:00Z
-
-/// Every message of `topic`, in order: (key, raw value).
-async fn all_messages(
-    kafka: &usage_tracker::kafka::KafkaConnection,
-    topic: &str,
-) -> Vec<(String, Option<Vec<u8>>)> {
-    let consumer = common::consumer(kafka, topic).await;
-    let mut messages = Vec::new();
-    while let Ok(message) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await {
-        let message = message.unwrap();
-        messages.push((
-            String::from_utf8(message.key().unwrap().to_vec()).unwrap(),
-            message.payload().map(<[u8]>::to_vec),
-        ));
-    }
-    messages
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_commit_and_publish_leaves_the_topic_equal_to_the_table() {
@@ -85,7 +61,9 @@ async fn a_crash_between_commit_and_publish_leaves_the_topic_equal_to_the_table(
         "and staged them: {staged} of {committed}"
     );
     assert!(
-        all_messages(&kafka, &records_topic).await.is_empty(),
+        common::all_messages(&kafka, &records_topic)
+            .await
+            .is_empty(),
         "nothing is published before the commit, nor after it by the dead process"
     );
 
@@ -102,47 +80,7 @@ async fn a_crash_between_commit_and_publish_leaves_the_topic_equal_to_the_table(
         "the outbox is drained"
     );
 
-    // One content per (key, revision), and the latest per key equals the table.
-    let decoder = RecordDecoder::<UsageRecord>::new(endpoint.sr_settings().unwrap());
-    let mut contents: BTreeMap<(String, i64), Vec<u8>> = BTreeMap::new();
-    let mut latest: BTreeMap<String, UsageRecord> = BTreeMap::new();
-    for (key, payload) in all_messages(&kafka, &records_topic).await {
-        let Some(payload) = payload else {
-            latest.remove(&key);
-            continue;
-        };
-        let record = decoder.decode(&payload).await.unwrap();
-        let first = contents
-            .entry((key.clone(), record.revision))
-            .or_insert_with(|| payload.clone());
-        assert_eq!(
-            *first, payload,
-            "{key} revision {} has two contents",
-            record.revision
-        );
-        if latest
-            .get(&key)
-            .is_none_or(|r| r.revision <= record.revision)
-        {
-            latest.insert(key, record);
-        }
-    }
-    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
-    let rows = sqlx::query(
-        "SELECT cluster_id || '/' || namespace || '/' || (extract(epoch from window_start) * 1000)::bigint,
-                revision, (cost_total * 1000000)::bigint FROM usage_records",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    let table: BTreeMap<String, (i64, i64)> = rows
-        .iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2))))
-        .collect();
-    let topic: BTreeMap<String, (i64, i64)> = latest
-        .iter()
-        .map(|(k, r)| (k.clone(), (r.revision, r.cost_total_micros)))
-        .collect();
-    assert!(table.len() > 10, "{} rows", table.len());
-    assert_eq!(topic, table);
+    let rows =
+        common::assert_topic_equals_table(&kafka, &endpoint, &records_topic, &database_url).await;
+    assert!(rows > 10, "{rows} rows");
 }

@@ -570,3 +570,71 @@ pub async fn publish_to_partitions(
             .unwrap_or_else(|e| panic!("producing {key}: {e}"));
     }
 }
+
+/// Every message of `topic` from the beginning, in order: (key, raw value), until none arrives
+/// for 5 s.
+pub async fn all_messages(kafka: &KafkaConnection, topic: &str) -> Vec<(String, Option<Vec<u8>>)> {
+    let consumer = consumer(kafka, topic).await;
+    let mut messages = Vec::new();
+    while let Ok(message) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await {
+        let message = message.unwrap();
+        messages.push((
+            String::from_utf8(message.key().unwrap().to_vec()).unwrap(),
+            message.payload().map(<[u8]>::to_vec),
+        ));
+    }
+    messages
+}
+
+/// Asserts that the records topic is exact: one content per (key, revision), and the latest
+/// message per key is the `usage_records` row (revision and cost); returns the row count.
+pub async fn assert_topic_equals_table(
+    kafka: &KafkaConnection,
+    endpoint: &RegistryEndpoint,
+    topic: &str,
+    database_url: &str,
+) -> usize {
+    use sqlx::Row;
+    let decoder = RecordDecoder::<UsageRecord>::new(endpoint.sr_settings().unwrap());
+    let mut contents: BTreeMap<(String, i64), Vec<u8>> = BTreeMap::new();
+    let mut latest: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for (key, payload) in all_messages(kafka, topic).await {
+        let Some(payload) = payload else {
+            latest.remove(&key);
+            continue;
+        };
+        let record = decoder.decode(&payload).await.unwrap();
+        let first = contents
+            .entry((key.clone(), record.revision))
+            .or_insert_with(|| payload.clone());
+        assert_eq!(
+            *first, payload,
+            "{key} revision {} has two contents",
+            record.revision
+        );
+        let previous = latest.insert(key.clone(), (record.revision, record.cost_total_micros));
+        assert!(
+            previous.is_none_or(|(revision, _)| revision <= record.revision),
+            "{key}: revision {} after {previous:?}",
+            record.revision
+        );
+    }
+    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+    let rows = sqlx::query(
+        "SELECT cluster_id || '/' || namespace || '/' || (extract(epoch from window_start) * 1000)::bigint,
+                revision, (cost_total * 1000000)::bigint FROM usage_records",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let table: BTreeMap<String, (i64, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect();
+    assert_eq!(
+        latest, table,
+        "the topic's latest record per key is the table's row"
+    );
+    table.len()
+}
