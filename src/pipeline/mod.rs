@@ -11,6 +11,11 @@
 //! commit, and a new owner publishes whatever a crashed one left staged. So a (key, revision) on
 //! the records topic has one content, and an instance that lost its slot publishes nothing new.
 
+mod assignment;
+mod checkpoint;
+mod fault;
+mod slot;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,28 +24,28 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
-use crate::accounting::{Accountant, Checkpoint, CostAdmission, RateCard};
-use crate::allocate::{AllocationPolicy, CostAllocator};
+use crate::accounting::{CostAdmission, RateCard};
+use crate::allocate::AllocationPolicy;
 use crate::http::{self, Health};
 use crate::ingest::{self, CostScope, DeadLetterReason, Exclusions, Intake, Rejection};
 use crate::kafka::{KafkaConnection, TopicSpec};
 use crate::metrics::{counts, Metrics};
 use crate::retry::{Backoff, Transience};
 use crate::sink::kafka::{DeadLetter, KafkaSink};
-use crate::sink::outbox::OutboxMessage;
-use crate::sink::postgres::{CommitError, PartitionPosition, PostgresSink, RestoredState};
+use crate::sink::postgres::{CommitError, PostgresSink};
 use crate::standard::registry::RegistryEndpoint;
 use crate::standard::wire::{RecordDecoder, WireError};
-use crate::standard::{CostEvent, EpochMillis, UsageEvent, WindowStatus};
+use crate::standard::{CostEvent, UsageEvent};
 use crate::time::now_ms;
-use crate::window::{Admission, CostLedger, Watermarks, WindowConfig, WindowStore};
+use crate::window::{Admission, WindowConfig};
+
+use assignment::{subscribe, AssignmentChange, TrackerConsumer};
+use slot::{PartitionKey, Slot};
 
 /// Topics the tracker reads and writes (`[topics]` in the configuration).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -149,84 +154,10 @@ impl RunSummary {
     }
 }
 
-type PartitionKey = (String, i32);
-
 /// Checkpoint intervals without a completed checkpoint round after which `/readyz` reports the
 /// pipeline stalled (but at least [`STALL_MIN`]).
 const STALL_INTERVALS: u32 = 5;
 const STALL_MIN: Duration = Duration::from_secs(60);
-
-/// A change of the consumer group's assignment, as seen by librdkafka's rebalance callback.
-#[derive(Debug)]
-enum AssignmentChange {
-    Assigned(Vec<PartitionKey>),
-    Revoked(Vec<PartitionKey>),
-}
-
-/// Forwards rebalances to the pipeline loop. Newly assigned partitions are paused until the
-/// loop has restored their slot and sought them to the checkpointed positions.
-struct AssignmentContext {
-    changes: mpsc::Sender<AssignmentChange>,
-    /// Lag per partition, from librdkafka's statistics (no extra broker round trips).
-    lag: prometheus::IntGaugeVec,
-}
-
-fn partitions(tpl: &TopicPartitionList) -> Vec<PartitionKey> {
-    tpl.elements()
-        .iter()
-        .map(|e| (e.topic().to_owned(), e.partition()))
-        .collect()
-}
-
-impl ClientContext for AssignmentContext {
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        for (topic, t) in &statistics.topics {
-            for (partition, p) in t.partitions.iter().filter(|(id, _)| **id >= 0) {
-                if p.consumer_lag >= 0 {
-                    self.lag
-                        .with_label_values(&[topic.as_str(), &partition.to_string()])
-                        .set(p.consumer_lag);
-                }
-            }
-        }
-    }
-}
-
-impl ConsumerContext for AssignmentContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let _ = self
-                .changes
-                .send(AssignmentChange::Revoked(partitions(tpl)));
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            if let Err(error) = consumer.pause(tpl) {
-                warn!(%error, "pausing newly assigned partitions");
-            }
-            let _ = self
-                .changes
-                .send(AssignmentChange::Assigned(partitions(tpl)));
-        }
-    }
-}
-
-type TrackerConsumer = StreamConsumer<AssignmentContext>;
-
-/// One slot owned by this instance.
-struct Slot {
-    epoch: i64,
-    accountant: Accountant,
-    watermarks: Watermarks,
-    positions: BTreeMap<PartitionKey, i64>,
-    dead_letters: Vec<DeadLetter>,
-    /// High watermarks at claim time (`--until-caught-up`).
-    targets: BTreeMap<PartitionKey, i64>,
-    /// Restored positions not yet read from: the first record read must be at that offset.
-    sought: BTreeMap<PartitionKey, i64>,
-}
 
 /// The running pipeline.
 struct Pipeline {
@@ -331,47 +262,6 @@ async fn ensure_topics(config: &PipelineConfig) -> anyhow::Result<()> {
         info!(?created, "created topics");
     }
     Ok(())
-}
-
-/// Joins the group on both input topics, after checking they are co-partitioned.
-fn subscribe(
-    config: &PipelineConfig,
-    changes: mpsc::Sender<AssignmentChange>,
-    metrics: &Metrics,
-) -> anyhow::Result<TrackerConsumer> {
-    let consumer: TrackerConsumer = config
-        .kafka
-        .consumer_config()
-        .set("group.id", &config.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        // Range gives partition p of both topics to the same member: slots stay whole.
-        .set("partition.assignment.strategy", "range")
-        .set("statistics.interval.ms", "10000")
-        .create_with_context(AssignmentContext {
-            changes,
-            lag: metrics.lag.clone(),
-        })
-        .context("creating the Kafka consumer")?;
-    let t = &config.topics;
-    let count = |topic: &str| -> anyhow::Result<usize> {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .with_context(|| format!("reading metadata of {topic}"))?;
-        Ok(metadata.topics().iter().map(|t| t.partitions().len()).sum())
-    };
-    let (usage, cost) = (count(&t.usage_events)?, count(&t.cost_events)?);
-    anyhow::ensure!(
-        usage == cost,
-        "{} has {usage} partitions and {} has {cost}: they must be co-partitioned (same count, keyed by cluster id)",
-        t.usage_events,
-        t.cost_events
-    );
-    consumer
-        .subscribe(&[&t.usage_events, &t.cost_events])
-        .context("subscribing")?;
-    Ok(consumer)
 }
 
 impl Pipeline {
@@ -504,62 +394,23 @@ impl Pipeline {
                 }
             }
         }
-        let slot_state = self.restore(epoch, restored, positions, targets)?;
+        let slot_state = Slot::restore(
+            self.config.window,
+            self.config.policy.clone(),
+            self.config.rate_card.clone(),
+            epoch,
+            restored,
+            targets,
+            now_ms(),
+        )?;
         self.slots.insert(slot, slot_state);
         consumer.resume(&tpl).context("resuming partitions")?;
         self.metrics.slots.set(self.slots.len() as i64);
         Ok(())
     }
 
-    fn restore(
-        &self,
-        epoch: i64,
-        restored: RestoredState,
-        positions: BTreeMap<PartitionKey, i64>,
-        targets: BTreeMap<PartitionKey, i64>,
-    ) -> anyhow::Result<Slot> {
-        let window = self.config.window;
-        let mut store = WindowStore::new(window);
-        for (cluster, start, state) in restored.windows {
-            store
-                .import(&cluster, start, state)
-                .map_err(anyhow::Error::msg)?;
-        }
-        for (start, key) in restored.seen {
-            store.import_seen(start, key);
-        }
-        store.import_watermark(restored.watermark);
-        let mut ledger = CostLedger::new(window.spec);
-        for line in restored.cost_lines {
-            ledger.upsert(line);
-        }
-        ledger.take_unsaved();
-        let mut watermarks = Watermarks::default();
-        let now = now_ms();
-        for p in &restored.positions {
-            if let Some(t) = p.max_event_time {
-                watermarks.restore(&p.topic, p.partition, t, now);
-            }
-        }
-        let allocator = CostAllocator::new(self.config.policy.clone());
-        Ok(Slot {
-            epoch,
-            accountant: Accountant::new(store, ledger, allocator, self.config.rate_card.clone()),
-            watermarks,
-            sought: positions.clone(),
-            positions,
-            dead_letters: Vec::new(),
-            targets,
-        })
-    }
-
     fn caught_up(&self) -> bool {
-        self.health.assigned.load(Ordering::Relaxed)
-            && self.slots.values().all(|slot| {
-                slot.targets.iter().all(|(key, end)| {
-                    *end == 0 || slot.positions.get(key).is_some_and(|p| p >= end)
-                })
-            })
+        self.health.assigned.load(Ordering::Relaxed) && self.slots.values().all(Slot::caught_up)
     }
 
     async fn process(&mut self, message: &BorrowedMessage<'_>) {
@@ -568,8 +419,8 @@ impl Pipeline {
         let Some(slot) = self.slots.get_mut(&slot_id) else {
             return; // Fetched before a revocation: the slot's new owner reads it.
         };
-        if let Some(sought) = slot.sought.remove(&(topic.clone(), slot_id)) {
-            if message.offset() > sought {
+        if let Some(sought) = slot.first_read_gap(&(topic.clone(), slot_id), message.offset()) {
+            {
                 // A broker that skips records (or retention that deleted them) must not do it
                 // silently. Transaction markers also take offsets, so a producer using
                 // transactions can cause a harmless gap.
@@ -724,265 +575,6 @@ impl Pipeline {
         }
         Ok(())
     }
-
-    /// Publishes what committed checkpoints of the slot staged, under the slot's lock, and
-    /// forgets it; returns how many messages went out.
-    async fn publish_outbox(&self, slot_id: i32, epoch: i64) -> anyhow::Result<usize> {
-        let pending = self.postgres.pending_outbox(slot_id, epoch).await?;
-        let count = pending.messages().len();
-        if count > 0 {
-            timed(
-                &self.metrics,
-                "kafka",
-                count,
-                self.kafka_sink.send_all(pending.messages()),
-            )
-            .await?;
-        }
-        pending.published().await?;
-        Ok(count)
-    }
-
-    /// Checkpoints every slot. Time spent here beyond a normal round (retrying an outage) is
-    /// not idleness of the input: the watermarks' clocks are moved on by it, so a stall of the
-    /// process itself never turns its backlog into `too_late`.
-    async fn checkpoint_all(&mut self, consumer: &TrackerConsumer) -> anyhow::Result<()> {
-        let started = now_ms();
-        let slots: Vec<i32> = self.slots.keys().copied().collect();
-        for slot in slots {
-            self.checkpoint(consumer, slot).await?;
-        }
-        let finished = now_ms();
-        self.forgive_stall(finished - started);
-        self.health
-            .last_checkpoint_ms
-            .store(finished, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Moves every partition's idle clock on by `stalled_ms` of processing time during which
-    /// this process read nothing (a retry loop), when that was longer than a second.
-    fn forgive_stall(&mut self, stalled_ms: i64) {
-        if stalled_ms > 1_000 {
-            for slot in self.slots.values_mut() {
-                slot.watermarks.forgive(stalled_ms);
-            }
-        }
-    }
-
-    /// Emits, publishes and commits one slot. Retries transient failures until it succeeds
-    /// (consumption pauses meanwhile, nothing is dropped) or the slot turns out to belong to
-    /// another instance; a permanent failure is returned.
-    async fn checkpoint(&mut self, consumer: &TrackerConsumer, slot_id: i32) -> anyhow::Result<()> {
-        let window = self.config.window;
-        let Some(slot) = self.slots.get_mut(&slot_id) else {
-            return Ok(());
-        };
-        if let Some(w) =
-            slot.watermarks
-                .advance(now_ms(), window.allowed_lateness_ms, window.idle_timeout_ms)
-        {
-            slot.accountant.advance_to(w);
-        }
-        let checkpoint = slot.accountant.take_checkpoint();
-        let dead_letters = std::mem::take(&mut slot.dead_letters);
-        let positions: Vec<PartitionPosition> = slot
-            .positions
-            .iter()
-            .map(|((topic, partition), offset)| PartitionPosition {
-                topic: topic.clone(),
-                partition: *partition,
-                next_offset: *offset,
-                max_event_time: slot
-                    .watermarks
-                    .max_event_times()
-                    .find(|(t, p, _)| t == topic && p == partition)
-                    .map(|(_, _, m)| m),
-            })
-            .collect();
-        let epoch = slot.epoch;
-        let newest_event = slot.watermarks.max_event_times().map(|(_, _, t)| t).max();
-        let open_keys = self
-            .slots
-            .values()
-            .map(|s| s.accountant.store().open_keys() as i64);
-        self.metrics.windows_open.set(open_keys.sum());
-        let mut backoff = Backoff::default();
-        // Transactional outbox: the messages are encoded once, staged in the checkpoint's own
-        // transaction, and published only after it commits. A retry redoes only what is left.
-        let mut messages: Option<Vec<OutboxMessage>> = None;
-        let mut committed = false;
-        loop {
-            let attempt = async {
-                if messages.is_none() {
-                    messages = Some(
-                        self.kafka_sink
-                            .checkpoint_messages(
-                                &checkpoint.records,
-                                &checkpoint.withdrawn,
-                                &dead_letters,
-                            )
-                            .await?,
-                    );
-                }
-                if !committed {
-                    let staged = messages.as_deref().unwrap_or_default();
-                    if fault_requested(Fault::StallBeforeCommit) && !staged.is_empty() {
-                        if let Some(stall) = stall_once() {
-                            warn!(?stall, "injected fault: stalling before a commit");
-                            tokio::time::sleep(stall).await;
-                        }
-                    }
-                    timed(&self.metrics, "postgres", checkpoint.records.len(), async {
-                        self.postgres
-                            .commit(slot_id, epoch, &checkpoint, &positions, staged)
-                            .await
-                    })
-                    .await?;
-                    committed = true;
-                    if fault_requested(Fault::AbortAfterCommit) && !staged.is_empty() {
-                        std::process::abort();
-                    }
-                }
-                self.publish_outbox(slot_id, epoch).await?;
-                anyhow::Ok(())
-            };
-            match attempt.await {
-                Ok(()) => break,
-                Err(error) if matches!(error.downcast_ref(), Some(CommitError::Fenced { .. })) => {
-                    warn!(
-                        slot = slot_id,
-                        "slot claimed by another instance; dropping its uncommitted state"
-                    );
-                    self.slots.remove(&slot_id);
-                    return Ok(());
-                }
-                Err(error) if !error.is_transient() => {
-                    // It would fail the same way forever: stop (the slot's input stays
-                    // uncommitted, so nothing is lost) and say why, instead of hanging.
-                    return Err(
-                        error.context(format!("checkpoint of slot {slot_id} failed permanently"))
-                    );
-                }
-                Err(error) => {
-                    let retry_in = backoff.next_delay();
-                    warn!(error = %format!("{error:#}"), ?retry_in, "checkpoint failed; consumption paused");
-                    tokio::time::sleep(retry_in).await;
-                }
-            }
-        }
-        self.observe_checkpoint(slot_id, &checkpoint, newest_event);
-        // Also in the group's offsets, so standard Kafka tooling shows the lag (Postgres stays
-        // the source of truth).
-        let mut tpl = TopicPartitionList::new();
-        for p in &positions {
-            let _ = tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next_offset));
-        }
-        if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
-            warn!(%error, "committing offsets to the group (monitoring only)");
-        }
-        Ok(())
-    }
-
-    fn observe_checkpoint(
-        &self,
-        slot_id: i32,
-        checkpoint: &Checkpoint,
-        newest_event: Option<EpochMillis>,
-    ) {
-        let m = &self.metrics;
-        m.checkpoints.inc();
-        for record in &checkpoint.records {
-            let status = if record.window_status == WindowStatus::Closed {
-                "closed"
-            } else {
-                "open"
-            };
-            m.records.with_label_values(&[status]).inc();
-            if record.revision > 1 {
-                m.revisions.inc();
-            }
-        }
-        m.withdrawn.inc_by(checkpoint.withdrawn.len() as u64);
-        for ((currency, kind), change) in &checkpoint.cost_changes {
-            m.cost_micros
-                .with_label_values(&[currency.as_str(), kind])
-                .add(*change);
-        }
-        if let Some(w) = checkpoint.watermark {
-            m.watermark
-                .with_label_values(&[&slot_id.to_string()])
-                .set(w / 1000);
-        }
-        if let Some(t) = newest_event.filter(|_| !checkpoint.records.is_empty()) {
-            m.freshness
-                .observe(((now_ms() - t) as f64 / 1000.0).max(0.0));
-        }
-    }
-}
-
-/// Faults a test can inject into a tracker process through `USAGE_TRACKER_FAULT`, to prove what
-/// happens after a crash or a stall at that point (tests/outbox.rs, tests/faults.rs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
-    /// `abort-after-commit`: die right after the first checkpoint with messages commits, before
-    /// they are published.
-    AbortAfterCommit,
-    /// `stall-before-commit:SECONDS`: once, before the first checkpoint with messages commits,
-    /// stop for that long (a process paused by its host, a long GC, a network partition).
-    StallBeforeCommit,
-}
-
-fn fault_setting() -> Option<&'static str> {
-    static REQUESTED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    REQUESTED
-        .get_or_init(|| std::env::var("USAGE_TRACKER_FAULT").ok())
-        .as_deref()
-}
-
-fn fault_requested(fault: Fault) -> bool {
-    match fault {
-        Fault::AbortAfterCommit => fault_setting() == Some("abort-after-commit"),
-        Fault::StallBeforeCommit => {
-            fault_setting().is_some_and(|f| f.starts_with("stall-before-commit:"))
-        }
-    }
-}
-
-/// The stall of [`Fault::StallBeforeCommit`], the first time it is asked for.
-fn stall_once() -> Option<Duration> {
-    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    let seconds = fault_setting()?
-        .strip_prefix("stall-before-commit:")?
-        .parse()
-        .ok()?;
-    (!DONE.swap(true, Ordering::Relaxed)).then(|| Duration::from_secs(seconds))
-}
-
-/// Runs one sink write, recording its failure and, when it has items, its size and duration.
-/// (A Postgres commit without records still writes the checkpoint, so its failure counts.)
-async fn timed<T, E>(
-    metrics: &Metrics,
-    sink: &str,
-    items: usize,
-    write: impl Future<Output = Result<T, E>>,
-) -> Result<T, E> {
-    let started = Instant::now();
-    let result = write.await;
-    if items > 0 {
-        metrics
-            .sink_batch
-            .with_label_values(&[sink])
-            .observe(items as f64);
-        metrics
-            .sink_seconds
-            .with_label_values(&[sink])
-            .observe(started.elapsed().as_secs_f64());
-    }
-    if result.is_err() {
-        metrics.sink_errors.with_label_values(&[sink]).inc();
-    }
-    result
 }
 
 /// Decodes a payload; a registry outage is retried (never dead-lettered), anything else becomes

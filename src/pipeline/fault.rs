@@ -1,0 +1,43 @@
+//! Faults a test can inject into a tracker process, to prove what a crash or a stall at a given
+//! point does. Read once from `USAGE_TRACKER_FAULT`; without it, nothing happens.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Faults a test can inject into a tracker process through `USAGE_TRACKER_FAULT`, to prove what
+/// happens after a crash or a stall at that point (tests/outbox.rs, tests/faults.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fault {
+    /// `abort-after-commit`: die right after the first checkpoint with messages commits, before
+    /// they are published.
+    AbortAfterCommit,
+    /// `stall-before-commit:SECONDS`: once, before the first checkpoint with messages commits,
+    /// stop for that long (a process paused by its host, a long GC, a network partition).
+    StallBeforeCommit,
+}
+
+fn fault_setting() -> Option<&'static str> {
+    static REQUESTED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    REQUESTED
+        .get_or_init(|| std::env::var("USAGE_TRACKER_FAULT").ok())
+        .as_deref()
+}
+
+pub(super) fn fault_requested(fault: Fault) -> bool {
+    match fault {
+        Fault::AbortAfterCommit => fault_setting() == Some("abort-after-commit"),
+        Fault::StallBeforeCommit => {
+            fault_setting().is_some_and(|f| f.starts_with("stall-before-commit:"))
+        }
+    }
+}
+
+/// The stall of [`Fault::StallBeforeCommit`], the first time it is asked for.
+pub(super) fn stall_once() -> Option<Duration> {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let seconds = fault_setting()?
+        .strip_prefix("stall-before-commit:")?
+        .parse()
+        .ok()?;
+    (!DONE.swap(true, Ordering::Relaxed)).then(|| Duration::from_secs(seconds))
+}
