@@ -136,3 +136,30 @@ async fn ready(State(health): State<Arc<Health>>) -> impl IntoResponse {
     }
     (status, Json(body))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(stall_after: Option<Duration>) -> Health {
+        let mut health = Health::new(
+            prometheus::Registry::new(),
+            None,
+            RegistryEndpoint::new("http://127.0.0.1:1"),
+        );
+        health.stall_after = stall_after;
+        health
+    }
+
+    #[test]
+    fn a_pipeline_without_a_checkpoint_for_too_long_is_stalled() {
+        let h = health(Some(Duration::from_secs(60)));
+        assert!(h.pipeline_flowing(1_000_000), "before the first checkpoint");
+        h.last_checkpoint_ms.store(1_000_000, Ordering::Relaxed);
+        assert!(h.pipeline_flowing(1_060_000));
+        assert!(!h.pipeline_flowing(1_060_001));
+        let unchecked = health(None);
+        unchecked.last_checkpoint_ms.store(1, Ordering::Relaxed);
+        assert!(unchecked.pipeline_flowing(i64::MAX));
+    }
+}
