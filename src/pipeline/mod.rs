@@ -554,6 +554,7 @@ impl Pipeline {
         let Some(slot) = self.slots.get_mut(&slot_id) else {
             return Ok(());
         };
+        slot.watermarks.observe_cost(line.start, now_ms());
         match slot.accountant.cost(line) {
             CostAdmission::Applied => self
                 .metrics

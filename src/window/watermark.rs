@@ -10,6 +10,9 @@ use crate::standard::EpochMillis;
 pub struct Watermarks {
     partitions: BTreeMap<(String, i32), PartitionClock>,
     watermark: Option<EpochMillis>,
+    /// The latest charge period start seen (capped at processing time), and when the first bill
+    /// line was seen: the clock of a slot that carries only bill lines.
+    cost_frontier: Option<(EpochMillis, EpochMillis)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +56,18 @@ impl Watermarks {
         }
     }
 
+    /// Records a bill line's charge period start, seen at processing time `now`. A slot whose
+    /// partitions carry no usage at all (bill lines of `account:` pseudo-clusters, say) has no
+    /// other event time: once it has seen only bills for the idle timeout, their starts move its
+    /// watermark, so its windows close and its state is evicted like any other's.
+    pub fn observe_cost(&mut self, start: EpochMillis, now: EpochMillis) {
+        let start = start.min(now);
+        self.cost_frontier = Some(match self.cost_frontier {
+            Some((frontier, since)) => (frontier.max(start), since),
+            None => (start, now),
+        });
+    }
+
     /// Moves every partition's last-seen time on by `ms`: processing time during which this
     /// process could not read (a retry loop) does not count towards the idle timeout.
     pub fn forgive(&mut self, ms: i64) {
@@ -83,10 +98,16 @@ impl Watermarks {
             .min();
         // Every partition idle: event time has stopped, so processing time carries the
         // watermark on (minus the idle timeout), and no window stays open forever.
-        let progress = active.or_else(|| {
-            let freshest = self.partitions.values().map(|c| c.max_event_time).max()?;
-            Some(freshest.max(now - idle_timeout_ms))
-        });
+        let progress = active
+            .or_else(|| {
+                let freshest = self.partitions.values().map(|c| c.max_event_time).max()?;
+                Some(freshest.max(now - idle_timeout_ms))
+            })
+            .or_else(|| {
+                // No usage clock at all: only bills, for longer than the idle timeout.
+                let (frontier, since) = self.cost_frontier?;
+                (now - since >= idle_timeout_ms).then_some(frontier)
+            });
         if let Some(candidate) = progress.map(|t| t - allowed_lateness_ms) {
             self.watermark = Some(self.watermark.map_or(candidate, |w| w.max(candidate)));
         }
@@ -137,6 +158,25 @@ mod tests {
             Some(9_000),
             "the backlog's event time still holds the watermark"
         );
+    }
+
+    #[test]
+    fn a_slot_with_only_bills_follows_their_charge_periods_after_the_idle_timeout() {
+        let mut w = Watermarks::default();
+        w.observe_cost(500_000, 1_000_000);
+        w.observe_cost(400_000, 1_000_000);
+        assert_eq!(
+            w.advance(1_030_000, 1_000, 60_000),
+            None,
+            "usage may still come: a restart reads bills before usage"
+        );
+        assert_eq!(w.advance(1_060_000, 1_000, 60_000), Some(499_000));
+        // A bill dated ahead of the clock moves it no further than the clock.
+        w.observe_cost(9_000_000, 1_070_000);
+        assert_eq!(w.advance(1_070_000, 1_000, 60_000), Some(1_069_000));
+        // Once usage is seen, the bills no longer drive it (and it never goes back).
+        w.observe("usage", 0, 2_000_000, 1_080_000);
+        assert_eq!(w.advance(1_080_000, 1_000, 60_000), Some(1_999_000));
     }
 
     #[test]
