@@ -51,6 +51,21 @@ impl KafkaConnection {
         config
     }
 
+    /// A librdkafka configuration for producers of the standard's events:
+    /// [`Self::producer_config`] with `acks=all` and a short linger unless configured, and keys
+    /// hashed like the Java client does (`murmur2_random`), so any producer of the standard puts a
+    /// key on the same partition. The command-line producers and the Elastic converter use it.
+    pub fn event_producer_config(&self) -> ClientConfig {
+        let mut config = self.producer_config();
+        for (key, value) in [("acks", "all"), ("linger.ms", "20")] {
+            if config.get(key).is_none() {
+                config.set(key, value);
+            }
+        }
+        config.set("partitioner", "murmur2_random");
+        config
+    }
+
     /// A librdkafka configuration for consumers: the connection plus consumer properties, with
     /// a 10 s session timeout unless configured (a replaced instance's partitions move on quickly).
     pub fn consumer_config(&self) -> ClientConfig {

@@ -10,6 +10,7 @@ pub mod allocate;
 pub mod billing;
 pub mod cli;
 pub mod config;
+pub mod elastic;
 pub mod generate;
 pub mod http;
 pub mod ingest;

@@ -127,7 +127,7 @@ fn line(e: &UsageEvent) -> String {
 }
 
 /// What the fixtures must become, with the topic's fallback cluster `minikube-test` for
-/// documents without `orchestrator.cluster.*` (the arithmetic is in src/ingest/ecs.rs's tests).
+/// documents without `orchestrator.cluster.*` (the arithmetic is in src/ingest/ecs/tests.rs).
 fn expected_lines() -> Vec<String> {
     let mut lines: Vec<String> = [
         "minikube-test|kube-system|kube-dns-6f4fd4bdf-wlmht|sidecar|minikube|-|1529513259597-1529513269597|cpu usage 0.04741228 core_seconds, memory usage 164044800 byte_seconds",

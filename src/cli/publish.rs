@@ -10,20 +10,6 @@ use crate::kafka::TopicSpec;
 use crate::standard::wire::RecordEncoder;
 use crate::standard::StandardRecord;
 
-/// The configured producer settings with `acks=all` and a short linger unless configured, and
-/// keys hashed like the Java client does (`murmur2_random`), so any producer of the standard puts
-/// a key on the same partition. Every command-line producer uses it.
-pub(crate) fn producer_config(settings: &Settings) -> rdkafka::ClientConfig {
-    let mut config = settings.kafka().producer_config();
-    for (key, value) in [("acks", "all"), ("linger.ms", "20")] {
-        if config.get(key).is_none() {
-            config.set(key, value);
-        }
-    }
-    config.set("partitioner", "murmur2_random");
-    config
-}
-
 /// Encodes events in the Confluent wire format and publishes them keyed, waiting for every
 /// acknowledgement (`acks=all`), so a tool that exits 0 has delivered everything.
 pub(crate) struct EventPublisher<'a> {
@@ -32,9 +18,12 @@ pub(crate) struct EventPublisher<'a> {
 }
 
 impl<'a> EventPublisher<'a> {
-    /// A producer for the configured brokers ([`producer_config`]).
+    /// A producer for the configured brokers
+    /// ([`KafkaConnection::event_producer_config`](crate::kafka::KafkaConnection::event_producer_config)).
     pub(crate) fn new(settings: &'a Settings) -> anyhow::Result<Self> {
-        let producer = producer_config(settings)
+        let producer = settings
+            .kafka()
+            .event_producer_config()
             .create()
             .context("creating the Kafka producer")?;
         Ok(Self { settings, producer })
