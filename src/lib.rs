@@ -11,6 +11,7 @@ pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod elastic;
+pub mod fault;
 pub mod generate;
 pub mod http;
 pub mod ingest;

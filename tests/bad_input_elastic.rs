@@ -91,8 +91,7 @@ fn converter(dir: &Path, name: &str, input: &str, group: &str, listen: &str) -> 
     let usage = common::unique("bad-usage");
     let dead_letters = common::unique("bad-dlq");
     let text = format!(
-        "[http]\nlisten = \"{listen}\"\n\n[kafka.producer_properties]\n\"batch.num.messages\" = \"1\"\n\n\
-         [kafka.consumer_properties]\n\"session.timeout.ms\" = \"6000\"\n\n\
+        "[http]\nlisten = \"{listen}\"\n\n[kafka.consumer_properties]\n\"session.timeout.ms\" = \"6000\"\n\n\
          [topics]\nusage_events = \"{usage}\"\ndead_letters = \"{dead_letters}\"\npartitions = 2\n\n\
          [window]\nfuture_skew = \"15m\"\n\n\
          [elastic]\ntopics = [\"{input}\"]\ngroup_id = \"{group}\"\nbatch_size = 10\nbatch_timeout = \"200ms\"\n"

@@ -245,8 +245,7 @@ async fn elastic_documents_become_usage_events_and_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
     let config = |name: &str, group: &str, usage: &str, dlq: &str, listen: &str| {
         let text = format!(
-            "[http]\nlisten = \"{listen}\"\n\n[kafka.producer_properties]\n\"batch.num.messages\" = \"1\"\n\n\
-             [kafka.consumer_properties]\n\"session.timeout.ms\" = \"6000\"\n\n\
+            "[http]\nlisten = \"{listen}\"\n\n[kafka.consumer_properties]\n\"session.timeout.ms\" = \"6000\"\n\n\
              [topics]\nusage_events = \"{usage}\"\ndead_letters = \"{dlq}\"\npartitions = 2\n\n\
              [elastic]\ntopics = [\"{input}\"]\ngroup_id = \"{group}\"\n\
              default_cluster_id = \"not-this-one\"\nbatch_size = 7\n\n\

@@ -487,3 +487,127 @@ async fn a_stalled_former_owner_publishes_nothing_after_losing_its_slots() {
     );
     common::assert_topic_equals_table(&kafka, &endpoint, &records_topic, &database_url).await;
 }
+
+/// A Metricbeat `container` document: `nanocores` of one container of `pod` at `t_ms`.
+fn container_document(namespace: &str, pod: &str, t_ms: i64, nanocores: i64) -> Vec<u8> {
+    let timestamp = humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + Duration::from_millis(t_ms as u64),
+    )
+    .to_string();
+    serde_json::to_vec(&serde_json::json!({
+        "@timestamp": timestamp,
+        "metricset": {"name": "container", "period": 10000},
+        "event": {"module": "kubernetes"},
+        "kubernetes": {
+            "namespace": namespace,
+            "pod": {"name": pod},
+            "container": {"name": "c", "cpu": {"usage": {"nanocores": nanocores}}}
+        }
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elastic_killed_between_publish_and_commit_counts_nothing_twice() {
+    const DOCUMENTS: i64 = 30;
+    const BATCH: i64 = 10;
+    let registry = common::registry().await;
+    let endpoint = common::endpoint(&registry);
+    let kafka = common::kafka();
+    let input = common::unique("elastic-crash-in");
+    let crashed = topics("elastic-crash", 1);
+    let reference = topics("elastic-crash-ref", 1);
+    let mut specs = vec![TopicSpec::new(&input, 1, 1)];
+    for t in [&crashed, &reference] {
+        specs.push(TopicSpec::new(&t.usage_events, 1, 1));
+        specs.push(TopicSpec::new(&t.cost_events, 1, 1));
+    }
+    kafka.ensure_topics(&specs).await.unwrap();
+    let documents: Vec<(String, Vec<u8>)> = (0..DOCUMENTS)
+        .map(|i| {
+            let (namespace, pod) = if i % 2 == 0 {
+                ("a", "a-0")
+            } else {
+                ("b", "b-0")
+            };
+            let t = T0 + (i / 2) * 10_000 + 10_000;
+            (
+                pod.to_string(),
+                container_document(namespace, pod, t, 250_000_000 + i),
+            )
+        })
+        .collect();
+    common::publish(&kafka, &input, &documents).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let elastic = |name: &str, group: &str, usage: &str, fault: Option<&str>| {
+        let text = format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n\n[kafka.consumer_properties]\n\"session.timeout.ms\" = \"6000\"\n\n\
+             [topics]\nusage_events = \"{usage}\"\npartitions = 1\n\n\
+             [elastic]\ntopics = [\"{input}\"]\ngroup_id = \"{group}\"\nbatch_size = {BATCH}\n\
+             default_cluster_id = \"c-elastic\"\n"
+        );
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_usage-tracker"));
+        command
+            .arg("elastic")
+            .arg("--config")
+            .arg(&path)
+            .args(["--until-caught-up", "--log", "warn"])
+            .env("SCHEMA_REGISTRY_URL", registry.url())
+            .kill_on_drop(true);
+        if let Some(fault) = fault {
+            command.env("USAGE_TRACKER_FAULT", fault);
+        }
+        command
+    };
+
+    // Killed after the broker acknowledged the first batch, before its offsets were committed;
+    // restarted in the same group, it reads that batch again and publishes the same events.
+    let group = common::unique("elastic-crash-group");
+    let status = elastic(
+        "crash",
+        &group,
+        &crashed.usage_events,
+        Some("abort-after-publish"),
+    )
+    .status()
+    .await
+    .unwrap();
+    assert!(!status.success(), "the fault ends the process: {status}");
+    let status = elastic("restart", &group, &crashed.usage_events, None)
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let published = common::all_messages(&kafka, &crashed.usage_events).await;
+    assert_eq!(
+        published.len() as i64,
+        DOCUMENTS + BATCH,
+        "the first batch went out twice"
+    );
+    let status = elastic(
+        "reference",
+        &common::unique("elastic-ref"),
+        &reference.usage_events,
+        None,
+    )
+    .status()
+    .await
+    .unwrap();
+    assert!(status.success(), "{status}");
+
+    // The tracker counts the repeated events once: the same figures as from the clean run.
+    let mut figures = Vec::new();
+    for (topics, duplicates) in [(&crashed, BATCH as u64), (&reference, 0)] {
+        let database_url = common::fresh_database().await;
+        let config = pipeline_config(&kafka, endpoint.clone(), &database_url, topics, true, None);
+        let summary = pipeline::run(config, std::future::pending()).await.unwrap();
+        assert_eq!(summary.duplicates, duplicates);
+        assert_eq!(summary.usage_applied, DOCUMENTS as u64);
+        figures.push(common::figures(&database_url).await);
+    }
+    assert!(!figures[0].is_empty());
+    assert_eq!(figures[0], figures[1]);
+}

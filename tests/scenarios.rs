@@ -129,8 +129,6 @@ async fn prepare(name: &str) -> Run {
         group_id = "{}"
         [kafka.consumer_properties]
         "session.timeout.ms" = "6000"
-        [kafka.producer_properties]
-        "batch.num.messages" = "1"
         [pipeline]
         checkpoint_interval = "1s"
         [topics]

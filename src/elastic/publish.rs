@@ -2,6 +2,7 @@
 //! it ([`flush`]): every event and dead letter acknowledged by the broker (retried until then),
 //! then the batch's offsets committed.
 
+use crate::fault::{fault_requested, Fault};
 use std::borrow::Cow;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -66,6 +67,9 @@ pub(super) async fn flush(
         metrics
             .published
             .inc_by(publisher.publish(&batch).await? as u64);
+        if fault_requested(Fault::AbortAfterPublish) {
+            std::process::abort();
+        }
     }
     let tpl = positions.to_commit();
     if tpl.count() > 0 {

@@ -10,9 +10,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use tracing::warn;
 
 use super::assignment::TrackerConsumer;
-use super::fault::{fault_requested, stall_once, Fault};
 use super::Pipeline;
 use crate::accounting::Checkpoint;
+use crate::fault::{fault_requested, stall_once, Fault};
 use crate::metrics::Metrics;
 use crate::retry::{Backoff, Transience};
 use crate::sink::outbox::OutboxMessage;

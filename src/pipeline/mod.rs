@@ -13,7 +13,6 @@
 
 mod assignment;
 mod checkpoint;
-mod fault;
 mod slot;
 
 use std::collections::BTreeMap;

@@ -4,13 +4,15 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// Faults a test can inject into a tracker process through `USAGE_TRACKER_FAULT`, to prove what
-/// happens after a crash or a stall at that point (tests/outbox.rs, tests/faults.rs).
+/// A fault a test can inject through `USAGE_TRACKER_FAULT` (tests/outbox.rs, tests/faults.rs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Fault {
+pub enum Fault {
     /// `abort-after-commit`: die right after the first checkpoint with messages commits, before
     /// they are published.
     AbortAfterCommit,
+    /// `abort-after-publish` (`elastic`): die right after a batch's events are acknowledged by
+    /// the broker, before the input offsets are committed.
+    AbortAfterPublish,
     /// `stall-before-commit:SECONDS`: once, before the first checkpoint with messages commits,
     /// stop for that long (a process paused by its host, a long GC, a network partition).
     StallBeforeCommit,
@@ -23,9 +25,11 @@ fn fault_setting() -> Option<&'static str> {
         .as_deref()
 }
 
-pub(super) fn fault_requested(fault: Fault) -> bool {
+/// Whether the process was started with `fault` requested.
+pub fn fault_requested(fault: Fault) -> bool {
     match fault {
         Fault::AbortAfterCommit => fault_setting() == Some("abort-after-commit"),
+        Fault::AbortAfterPublish => fault_setting() == Some("abort-after-publish"),
         Fault::StallBeforeCommit => {
             fault_setting().is_some_and(|f| f.starts_with("stall-before-commit:"))
         }
@@ -33,7 +37,7 @@ pub(super) fn fault_requested(fault: Fault) -> bool {
 }
 
 /// The stall of [`Fault::StallBeforeCommit`], the first time it is asked for.
-pub(super) fn stall_once() -> Option<Duration> {
+pub fn stall_once() -> Option<Duration> {
     static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let seconds = fault_setting()?
         .strip_prefix("stall-before-commit:")?
