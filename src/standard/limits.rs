@@ -36,6 +36,10 @@ pub const MAX_WINDOW_COST_MICROS: u128 = 1_000_000_000_000_000_000;
 /// Bill lines whose charge periods overlap one cluster window (each becomes an entry of every
 /// record of the window, which must stay a Kafka message of reasonable size).
 pub const MAX_LINES_PER_WINDOW: u32 = 1000;
+/// The longest `source` plus `id` of all bill lines overlapping one cluster window, together:
+/// each is quoted in every record of the window, which must stay well below the 1 MB that
+/// brokers take by default.
+pub const MAX_WINDOW_LINE_ID_BYTES: usize = 256 * 1024;
 /// Measurements in one `UsageEvent`.
 pub const MAX_MEASUREMENTS: usize = 64;
 /// Labels on one subject or bill line.

@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::allocate::money::apportion_over_windows;
 use crate::allocate::Charge;
-use crate::standard::limits::{MAX_LINES_PER_WINDOW, MAX_WINDOW_COST_MICROS};
+use crate::standard::limits::{
+    MAX_LINES_PER_WINDOW, MAX_WINDOW_COST_MICROS, MAX_WINDOW_LINE_ID_BYTES,
+};
 use crate::standard::{CostCategory, CostStatus, EpochMillis, Micros};
 
 use super::WindowSpec;
@@ -66,7 +68,8 @@ pub enum LedgerRefusal {
         /// The window.
         window_start: EpochMillis,
     },
-    /// The window already holds [`MAX_LINES_PER_WINDOW`] lines.
+    /// The window already holds [`MAX_LINES_PER_WINDOW`] lines, or their sources and ids would
+    /// exceed [`MAX_WINDOW_LINE_ID_BYTES`] together.
     TooManyLines {
         /// The window.
         window_start: EpochMillis,
@@ -90,10 +93,14 @@ impl std::fmt::Display for LedgerRefusal {
             ),
             LedgerRefusal::TooManyLines { window_start } => write!(
                 f,
-                "the window starting {window_start} ms already holds {MAX_LINES_PER_WINDOW} bill lines"
+                "the window starting {window_start} ms already holds {MAX_LINES_PER_WINDOW} bill lines or {MAX_WINDOW_LINE_ID_BYTES} bytes of their sources and ids"
             ),
         }
     }
+}
+
+fn id_len(line: &CostLine) -> usize {
+    line.source.len() + line.id.len()
 }
 
 /// The currency and the sum of amount magnitudes of one cluster window's pieces.
@@ -102,6 +109,8 @@ struct WindowMoney {
     currency: String,
     lines: u32,
     magnitude: u128,
+    /// Sum of the lines' `source` and `id` lengths.
+    id_bytes: usize,
 }
 
 type LineKey = (String, String);
@@ -215,7 +224,9 @@ impl CostLedger {
                     offered: line.currency.clone(),
                 });
             }
-            if others >= MAX_LINES_PER_WINDOW {
+            // A replaced revision has the same source and id: only a new line adds bytes.
+            let id_bytes = money.id_bytes + replaced.map_or(id_len(line), |_| 0);
+            if others >= MAX_LINES_PER_WINDOW || id_bytes > MAX_WINDOW_LINE_ID_BYTES {
                 return Err(LedgerRefusal::TooManyLines { window_start });
             }
             let total = money.magnitude - replaced.unwrap_or(0) + u128::from(amount.unsigned_abs());
@@ -236,9 +247,11 @@ impl CostLedger {
                 money.currency.clone_from(&line.currency);
                 money.lines += 1;
                 money.magnitude += magnitude;
+                money.id_bytes += id_len(line);
             } else if let Some(money) = self.money.get_mut(&key) {
                 money.lines -= 1;
                 money.magnitude -= magnitude;
+                money.id_bytes -= id_len(line);
                 if money.lines == 0 {
                     self.money.remove(&key);
                 }
@@ -462,5 +475,29 @@ mod tests {
             }),
             LedgerChange::Changed(_)
         ));
+    }
+
+    #[test]
+    fn the_ids_a_window_quotes_stay_bounded() {
+        let mut l = ledger();
+        let long = |i: usize| CostLine {
+            end: H,
+            ..line(&format!("{i:0>1000}"), 1, 1)
+        };
+        let fit = MAX_WINDOW_LINE_ID_BYTES / (1000 + "//gcp-billing/acct".len());
+        for i in 0..fit {
+            assert!(matches!(l.upsert(long(i)), LedgerChange::Changed(_)), "{i}");
+        }
+        assert!(matches!(
+            l.upsert(long(fit)),
+            LedgerChange::Refused(LedgerRefusal::TooManyLines { window_start: 0 })
+        ));
+        // A correction of a line already there adds no bytes.
+        let corrected = CostLine {
+            revision: 2,
+            amount: 5,
+            ..long(0)
+        };
+        assert!(matches!(l.upsert(corrected), LedgerChange::Changed(_)));
     }
 }
