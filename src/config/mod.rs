@@ -143,21 +143,11 @@ impl Settings {
         })
     }
 
-    /// The cluster `[[cost_scopes]]` assigns to a bill line without one (its sub account's scope,
-    /// else its billing account's). Exporters set it on the line, so the line is keyed, and
+    /// The cluster `[[cost_scopes]]` assigns to a bill line without one: the tracker's rule,
+    /// [`crate::ingest::scope_cluster`]. Exporters set it on the line, so the line is keyed, and
     /// partitioned, like its cluster's usage.
     pub fn scope_cluster(&self, event: &crate::standard::CostEvent) -> Option<String> {
-        let scope = |account: &str| {
-            self.cost_scopes
-                .iter()
-                .find(|s| s.account == account)
-                .map(|s| s.cluster_id.clone())
-        };
-        event
-            .sub_account_id
-            .as_deref()
-            .and_then(scope)
-            .or_else(|| scope(&event.billing_account_id))
+        crate::ingest::scope_cluster(event, &self.cost_scopes).map(str::to_owned)
     }
 
     /// The registry endpoint (password read from its file).
