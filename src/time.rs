@@ -1,10 +1,60 @@
-//! The one clock helper: processing time as the standard's epoch milliseconds.
+//! The one clock and time-conversion helper: times as the standard's epoch milliseconds.
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::standard::EpochMillis;
 
+/// Why a time is no epoch millisecond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TimeError {
+    /// Before 1970-01-01T00:00:00Z.
+    #[error("a time before 1970")]
+    BeforeEpoch,
+    /// More milliseconds after 1970 than an [`EpochMillis`] holds.
+    #[error("a time beyond the epoch-millis range")]
+    OutOfRange,
+}
+
+/// `t` in UTC epoch milliseconds.
+pub fn epoch_ms(t: SystemTime) -> Result<EpochMillis, TimeError> {
+    let since = t
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| TimeError::BeforeEpoch)?;
+    EpochMillis::try_from(since.as_millis()).map_err(|_| TimeError::OutOfRange)
+}
+
+/// `t` in UTC epoch milliseconds, clamped: 0 before 1970, [`EpochMillis::MAX`] beyond the range.
+pub fn epoch_ms_clamped(t: SystemTime) -> EpochMillis {
+    match epoch_ms(t) {
+        Ok(ms) => ms,
+        Err(TimeError::BeforeEpoch) => 0,
+        Err(TimeError::OutOfRange) => EpochMillis::MAX,
+    }
+}
+
 /// Now, in UTC epoch milliseconds (0 if the clock is before 1970).
 pub fn now_ms() -> EpochMillis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    epoch_ms_clamped(SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn times_become_epoch_millis_or_a_typed_error() {
+        let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+        assert_eq!(epoch_ms(at(1_709_251_200_000)), Ok(1_709_251_200_000));
+        let before = UNIX_EPOCH - Duration::from_millis(1);
+        assert_eq!(epoch_ms(before), Err(TimeError::BeforeEpoch));
+        assert_eq!(epoch_ms_clamped(before), 0);
+        let beyond = UNIX_EPOCH.checked_add(Duration::from_secs(u64::MAX / 1_000));
+        if let Some(beyond) = beyond {
+            assert_eq!(epoch_ms(beyond), Err(TimeError::OutOfRange));
+            assert_eq!(epoch_ms_clamped(beyond), EpochMillis::MAX);
+        }
+        assert!(now_ms() > 1_709_251_200_000);
+    }
 }

@@ -14,7 +14,7 @@ use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
@@ -28,7 +28,8 @@ use crate::billing::{Consolidator, ExportOptions, RowAt, RowError};
 use crate::config::Settings;
 use crate::kafka::TopicMessage;
 use crate::standard::wire::RecordDecoder;
-use crate::standard::{CostEvent, EpochMillis, UsageEvent};
+use crate::standard::{CostEvent, UsageEvent};
+use crate::time::epoch_ms;
 
 /// Publish bills as CostEvents.
 #[derive(Debug, Subcommand)]
@@ -124,7 +125,7 @@ impl ExportCostsCommand {
             );
         }
         let settings = Settings::load(common.config.as_deref())?;
-        let options = settings.export_options(common.revision, now_ms()?)?;
+        let options = settings.export_options(common.revision, epoch_ms(SystemTime::now())?)?;
         let export = match &self {
             ExportCostsCommand::Gcp { format, files, .. } => {
                 read_files(&settings, files, &options, |path, input| {
@@ -391,7 +392,7 @@ async fn rate_card(
     let card: RateCardBill =
         toml::from_str(&text).with_context(|| format!("parsing {}", card_path.display()))?;
     card.validate().map_err(anyhow::Error::msg)?;
-    let (from, to) = (epoch_ms(from)?, epoch_ms(to)?);
+    let (from, to) = (epoch_ms(from.into())?, epoch_ms(to.into())?);
     RateCardBill::check_period(from, to).map_err(anyhow::Error::msg)?;
 
     let topic = settings.topics.usage_events.clone();
@@ -501,17 +502,4 @@ async fn publish(settings: &Settings, lines: &[CostEvent]) -> anyhow::Result<()>
     publisher.publish(topic, keyed, || bar.inc(1)).await?;
     bar.finish_and_clear();
     Ok(())
-}
-
-fn epoch_ms(t: humantime::Timestamp) -> anyhow::Result<EpochMillis> {
-    let system: SystemTime = t.into();
-    let ms = system
-        .duration_since(UNIX_EPOCH)
-        .context("a time before 1970")?
-        .as_millis();
-    EpochMillis::try_from(ms).context("a time beyond the epoch-millis range")
-}
-
-fn now_ms() -> anyhow::Result<EpochMillis> {
-    epoch_ms(SystemTime::now().into())
 }

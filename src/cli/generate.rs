@@ -15,6 +15,7 @@ use super::publish::EventPublisher;
 use crate::config::Settings;
 use crate::generate::{self, scenario};
 use crate::standard::EpochMillis;
+use crate::time::epoch_ms;
 
 /// Publish synthetic input (deterministic for a seed).
 #[derive(Debug, Args)]
@@ -54,13 +55,12 @@ impl GenerateArgs {
         let settings = Settings::load(self.config.as_deref())?;
         let start = match self.start {
             Some(t) => {
-                let system: SystemTime = t.into();
-                let ms = system.duration_since(UNIX_EPOCH)?.as_millis() as EpochMillis;
+                let ms = epoch_ms(t.into())?;
                 anyhow::ensure!(ms % 3_600_000 == 0, "--start must be on a full hour (UTC)");
                 ms
             }
             None => {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
+                let now = epoch_ms(SystemTime::now())?;
                 (now / 3_600_000 - i64::from(self.hours) - 1) * 3_600_000
             }
         };

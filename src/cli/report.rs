@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::config::Settings;
 use crate::sink::postgres::{NamespaceTotals, PostgresSink, TotalsLevel};
+use crate::time::epoch_ms_clamped;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -58,13 +59,6 @@ fn parse_time(text: &str) -> Result<SystemTime, humantime::TimestampError> {
     }
 }
 
-fn epoch_ms(t: Option<SystemTime>) -> Option<i64> {
-    t.map(|t| {
-        t.duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64)
-    })
-}
-
 impl ReportArgs {
     pub(super) async fn run(self) -> anyhow::Result<ExitCode> {
         let settings = Settings::load(self.config.as_deref())?;
@@ -73,8 +67,8 @@ impl ReportArgs {
             .context("connecting to Postgres")?;
         let rows = sink
             .namespace_totals(
-                epoch_ms(self.from),
-                epoch_ms(self.to),
+                self.from.map(epoch_ms_clamped),
+                self.to.map(epoch_ms_clamped),
                 self.cluster.as_deref(),
                 self.namespace.as_deref(),
             )
@@ -254,12 +248,12 @@ mod tests {
     #[test]
     fn dates_mean_utc_midnight() {
         assert_eq!(
-            epoch_ms(Some(parse_time("2024-03-01").unwrap())),
-            Some(1_709_251_200_000)
+            epoch_ms_clamped(parse_time("2024-03-01").unwrap()),
+            1_709_251_200_000
         );
         assert_eq!(
-            epoch_ms(Some(parse_time("2024-03-01T01:00:00Z").unwrap())),
-            Some(1_709_254_800_000)
+            epoch_ms_clamped(parse_time("2024-03-01T01:00:00Z").unwrap()),
+            1_709_254_800_000
         );
         assert!(parse_time("yesterday").is_err());
     }

@@ -5,7 +5,6 @@
 pub mod ecs;
 pub mod exclusion;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -307,19 +306,35 @@ fn cost_cluster(event: &CostEvent, scopes: &[CostScope]) -> String {
     if let Some(cluster) = event.cluster_id.as_deref().filter(|c| !c.is_empty()) {
         return cluster.to_owned();
     }
-    let accounts: BTreeMap<&str, &str> = scopes
-        .iter()
-        .map(|s| (s.account.as_str(), s.cluster_id.as_str()))
-        .collect();
-    let account = event
+    scope_cluster(event, scopes).map_or_else(
+        || {
+            let account = event
+                .sub_account_id
+                .as_deref()
+                .unwrap_or(&event.billing_account_id);
+            format!("account:{account}")
+        },
+        str::to_owned,
+    )
+}
+
+/// The cluster `[[cost_scopes]]` assigns to a bill line: its sub account's scope, else its
+/// billing account's; of two entries for one account the last wins. The tracker allocates lines
+/// without a cluster by it, and the exporters set it on such lines so that they are keyed (and
+/// partitioned) like their cluster's usage.
+pub fn scope_cluster<'s>(event: &CostEvent, scopes: &'s [CostScope]) -> Option<&'s str> {
+    let scope = |account: &str| {
+        scopes
+            .iter()
+            .rev()
+            .find(|s| s.account == account)
+            .map(|s| s.cluster_id.as_str())
+    };
+    event
         .sub_account_id
         .as_deref()
-        .unwrap_or(&event.billing_account_id);
-    accounts
-        .get(account)
-        .or_else(|| accounts.get(event.billing_account_id.as_str()))
-        .map(|c| c.to_string())
-        .unwrap_or_else(|| format!("account:{account}"))
+        .and_then(scope)
+        .or_else(|| scope(&event.billing_account_id))
 }
 
 #[cfg(test)]
@@ -466,5 +481,64 @@ mod tests {
             )),
             FutureTimestamp
         );
+    }
+
+    #[test]
+    fn a_line_without_a_cluster_takes_its_accounts_scope_else_the_account() {
+        use std::collections::BTreeMap;
+
+        use crate::standard::{CostCategory, CostStatus, COST_EVENT_TYPE, SPEC_VERSION};
+        let line = |sub: Option<&str>, cluster: Option<&str>| CostEvent {
+            specversion: SPEC_VERSION.into(),
+            id: "l".into(),
+            source: "//bill".into(),
+            event_type: COST_EVENT_TYPE.into(),
+            time: T,
+            revision: 1,
+            provider: "gcp".into(),
+            billing_account_id: "billing".into(),
+            sub_account_id: sub.map(Into::into),
+            cluster_id: cluster.map(Into::into),
+            namespace: None,
+            charge_period_start: T,
+            charge_period_end: T + 3_600_000,
+            billed_cost_micros: 1,
+            effective_cost_micros: 1,
+            billing_currency: "EUR".into(),
+            category: CostCategory::Compute,
+            cost_status: CostStatus::Final,
+            service_name: None,
+            sku_id: None,
+            resource_id: None,
+            labels: BTreeMap::new(),
+        };
+        let scope = |account: &str, cluster: &str| CostScope {
+            account: account.into(),
+            cluster_id: cluster.into(),
+        };
+        let scopes = [
+            scope("project", "first"),
+            scope("billing", "b"),
+            scope("project", "gke"),
+        ];
+        for (sub, cluster, scoped, allocated) in [
+            (Some("project"), None, Some("gke"), "gke"),
+            (Some("other"), None, Some("b"), "b"),
+            (None, None, Some("b"), "b"),
+            (Some("project"), Some("own"), Some("gke"), "own"),
+            (Some("project"), Some(""), Some("gke"), "gke"),
+        ] {
+            let line = line(sub, cluster);
+            assert_eq!(scope_cluster(&line, &scopes), scoped, "{sub:?} {cluster:?}");
+            assert_eq!(
+                cost_cluster(&line, &scopes),
+                allocated,
+                "{sub:?} {cluster:?}"
+            );
+        }
+        let unscoped = line(Some("other"), None);
+        assert_eq!(scope_cluster(&unscoped, &scopes[2..]), None);
+        assert_eq!(cost_cluster(&unscoped, &scopes[2..]), "account:other");
+        assert_eq!(cost_cluster(&line(None, None), &[]), "account:billing");
     }
 }

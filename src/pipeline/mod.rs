@@ -17,7 +17,6 @@ mod slot;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -28,88 +27,23 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
-use crate::accounting::{CostAdmission, RateCard};
-use crate::allocate::AllocationPolicy;
+use crate::accounting::CostAdmission;
 use crate::http::{self, Health};
-use crate::ingest::{self, CostScope, DeadLetterReason, Exclusions, Intake, Rejection};
-use crate::kafka::{KafkaConnection, TopicSpec};
+use crate::ingest::{self, DeadLetterReason, Intake, Rejection};
+use crate::kafka::TopicSpec;
 use crate::metrics::{counts, Metrics};
 use crate::retry::{Backoff, Transience};
 use crate::sink::kafka::{DeadLetter, KafkaSink};
 use crate::sink::postgres::{CommitError, PostgresSink};
-use crate::standard::registry::RegistryEndpoint;
 use crate::standard::wire::{RecordDecoder, WireError};
 use crate::standard::{CostEvent, UsageEvent};
 use crate::time::now_ms;
-use crate::window::{Admission, WindowConfig};
+use crate::window::Admission;
 
 use assignment::{subscribe, AssignmentChange, TrackerConsumer};
 use slot::{PartitionKey, Slot};
 
-/// Topics the tracker reads and writes (`[topics]` in the configuration).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Topics {
-    /// UsageEvents in.
-    pub usage_events: String,
-    /// CostEvents in.
-    pub cost_events: String,
-    /// UsageRecords out.
-    pub usage_records: String,
-    /// Dead letters out.
-    pub dead_letters: String,
-    /// Partitions of topics the tracker creates.
-    pub partitions: i32,
-    /// Replication factor of topics the tracker creates.
-    pub replication: i32,
-}
-
-impl Default for Topics {
-    fn default() -> Self {
-        use crate::standard::topics;
-        Self {
-            usage_events: topics::USAGE_EVENTS.into(),
-            cost_events: topics::COST_EVENTS.into(),
-            usage_records: topics::USAGE_RECORDS.into(),
-            dead_letters: topics::DEAD_LETTERS.into(),
-            partitions: 3,
-            replication: 1,
-        }
-    }
-}
-
-/// Everything `run` needs.
-#[derive(Debug, Clone)]
-pub struct PipelineConfig {
-    /// Brokers.
-    pub kafka: KafkaConnection,
-    /// Consumer group shared by all instances.
-    pub group_id: String,
-    /// Schema registry.
-    pub registry: RegistryEndpoint,
-    /// Postgres URL.
-    pub database_url: String,
-    /// Topics.
-    pub topics: Topics,
-    /// Time rules.
-    pub window: WindowConfig,
-    /// Allocation rules.
-    pub policy: AllocationPolicy,
-    /// Estimated prices until bills arrive.
-    pub rate_card: Option<RateCard>,
-    /// What stays out of the accounting.
-    pub exclusions: Exclusions,
-    /// Clusters of untagged bill lines.
-    pub cost_scopes: Vec<CostScope>,
-    /// How often records are emitted and state committed.
-    pub checkpoint_interval: Duration,
-    /// Stop once everything available at start is processed (CronJob mode).
-    pub until_caught_up: bool,
-    /// Address of `/metrics`, `/healthz`, `/readyz`; `None` serves nothing.
-    pub http_listen: Option<SocketAddr>,
-    /// How long the final flush on shutdown may take.
-    pub shutdown_timeout: Duration,
-}
+pub use crate::config::{PipelineConfig, Topics};
 
 /// Counters of one run, read from the metrics at the end and logged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
