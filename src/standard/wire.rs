@@ -191,9 +191,7 @@ impl<T: StandardRecord> RecordDecoder<T> {
     /// compatibility is cached.
     async fn prepare(&self, schema_id: u32) -> Result<CachedReader<T>, WireError> {
         let writer = self.registry.get_schema(schema_id).await?.parsed.clone();
-        let prepared = PreparedReader::new(writer, T::schema())
-            .map(Arc::new)
-            .map_err(Arc::from);
+        let prepared = PreparedReader::new(writer).map(Arc::new).map_err(Arc::from);
         self.readers
             .write()
             .expect("reader cache lock")
@@ -217,8 +215,24 @@ fn read<T: StandardRecord>(
     }
 }
 
-/// A reader for one writer schema, resolved once.
-enum PreparedReader<T> {
+/// A reader of Avro bodies written with one writer schema, as `T`: what [`RecordDecoder`] keeps
+/// per schema id, resolved once. It is public so that a body can be decoded with a given writer
+/// schema without a registry (tests, the fuzz targets in `fuzz/`):
+///
+/// ```
+/// use usage_tracker::standard::wire::PreparedReader;
+/// use usage_tracker::standard::{StandardRecord, UsageEvent};
+///
+/// let fast = PreparedReader::<UsageEvent>::new(UsageEvent::schema().clone()).unwrap();
+/// let generic =
+///     PreparedReader::<UsageEvent>::without_fast_decoder(UsageEvent::schema().clone()).unwrap();
+/// assert!(fast.is_fast() && !generic.is_fast());
+/// assert!(fast.read(1, &[]).is_err() && generic.read(1, &[]).is_err());
+/// ```
+///
+/// Each reader keeps its writer schema for the rest of the process (leaked, so that the resolved
+/// reader can borrow it): prepare one per writer schema, not one per message.
+pub enum PreparedReader<T> {
     /// The writer schema is the one `T`'s hand-written decoder was written for.
     Fast(fn(&[u8]) -> Result<T, MalformedBody>),
     /// Writer and reader schema are the same: apache-avro's deserializer, no resolution.
@@ -228,10 +242,30 @@ enum PreparedReader<T> {
 }
 
 impl<T: StandardRecord> PreparedReader<T> {
-    fn new(writer: Schema, reader: &'static Schema) -> Result<Self, String> {
+    /// A reader of bodies written with `writer`, as [`RecordDecoder`] prepares it: `T`'s
+    /// hand-written decoder when `writer` is exactly the schema it was written for, else
+    /// apache-avro (resolving `writer` to `T`'s schema when they differ). Errors when `writer`
+    /// cannot be read as `T`.
+    pub fn new(writer: Schema) -> Result<Self, String> {
+        Self::prepare(writer, true)
+    }
+
+    /// Like [`PreparedReader::new`], but always apache-avro's generic path, never a hand-written
+    /// decoder: the reference the fast decoder is compared with.
+    pub fn without_fast_decoder(writer: Schema) -> Result<Self, String> {
+        Self::prepare(writer, false)
+    }
+
+    /// Whether bodies are read by `T`'s hand-written decoder.
+    pub fn is_fast(&self) -> bool {
+        matches!(self, Self::Fast(_))
+    }
+
+    fn prepare(writer: Schema, fast: bool) -> Result<Self, String> {
+        let reader = T::schema();
         SchemaCompatibility::can_read(&writer, reader).map_err(|e| e.to_string())?;
         let writer_form = writer.canonical_form();
-        if let Some(fast) = T::fast_decoder() {
+        if let Some(fast) = T::fast_decoder().filter(|_| fast) {
             // Compared once per writer id: the fast decoder knows exactly one schema, and must
             // also be reading into our own (it builds `T` without resolution).
             if writer_form == fast.canonical_form && writer_form == reader.canonical_form() {
@@ -255,7 +289,9 @@ impl<T: StandardRecord> PreparedReader<T> {
         })
     }
 
-    fn read(&self, schema_id: u32, mut body: &[u8]) -> Result<T, WireError> {
+    /// Decodes one Avro body (the bytes after the Confluent header; `schema_id` only names the
+    /// writer schema in errors). Bytes after the record are ignored.
+    pub fn read(&self, schema_id: u32, mut body: &[u8]) -> Result<T, WireError> {
         let avro = |source| WireError::Avro {
             schema_id,
             source: Box::new(source),
@@ -330,9 +366,7 @@ mod tests {
 
     #[test]
     fn our_own_writer_schema_takes_the_fast_decoder() {
-        let reader =
-            PreparedReader::<UsageEvent>::new(UsageEvent::schema().clone(), UsageEvent::schema())
-                .unwrap();
+        let reader = PreparedReader::<UsageEvent>::new(UsageEvent::schema().clone()).unwrap();
         assert!(matches!(reader, PreparedReader::Fast(_)));
         let event = usage_event();
         assert_eq!(
@@ -355,7 +389,7 @@ mod tests {
                 {"name": "priority_class", "type": ["null", "string"], "default": null}
             ));
         let v2 = Schema::parse_str(&json.to_string()).unwrap();
-        let reader = PreparedReader::<UsageEvent>::new(v2.clone(), UsageEvent::schema()).unwrap();
+        let reader = PreparedReader::<UsageEvent>::new(v2.clone()).unwrap();
         assert!(matches!(reader, PreparedReader::Resolve(_)));
         let event = usage_event();
         // v2's body is v1's followed by the new last field: union index 1, the string "high".
@@ -366,9 +400,7 @@ mod tests {
 
     #[test]
     fn records_without_a_fast_decoder_use_apache_avro() {
-        let reader =
-            PreparedReader::<CostEvent>::new(CostEvent::schema().clone(), CostEvent::schema())
-                .unwrap();
+        let reader = PreparedReader::<CostEvent>::new(CostEvent::schema().clone()).unwrap();
         assert!(matches!(reader, PreparedReader::Same(_)));
     }
 }

@@ -1,0 +1,4 @@
+#![no_main]
+//! See `usage_tracker_fuzz::avro_usage_event` (fuzz/src/lib.rs) for what this target checks.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| usage_tracker_fuzz::avro_usage_event(data));
