@@ -19,7 +19,7 @@ use usage_tracker::billing::gcp::{read_gcp, GcpFormat};
 use usage_tracker::billing::rate_card::{ObservedCapacity, RateCardBill};
 use usage_tracker::billing::{check_event, Consolidator, ExportOptions, RowAt, RowError};
 use usage_tracker::ingest::ecs::{
-    CapacitySource, EcsNormaliser, EcsOutcome, EcsSettings, NetworkCounters, UsageSource,
+    CapacitySource, Clock, EcsNormaliser, EcsOutcome, EcsSettings, NetworkCounters, UsageSource,
 };
 use usage_tracker::ingest::{cost_line, usage_sample, Exclusions, Intake};
 use usage_tracker::standard::fast::decode_usage_event;
@@ -239,9 +239,18 @@ pub fn ecs_document(data: &[u8]) {
                 Ok(EcsOutcome::PodNetwork(sample)) => {
                     assert!(sample.rx.is_finite() && sample.rx >= 0.0, "{sample:?}");
                     assert!(sample.tx.is_finite() && sample.tx >= 0.0, "{sample:?}");
-                    match counters.delta(sample) {
-                        Some(event) => event,
-                        None => continue,
+                    // A clock that puts nothing in the future, as at the tracker's door here.
+                    let clock = Clock {
+                        now: usage_tracker::standard::limits::MAX_TIME_MS,
+                        future_skew_ms: 0,
+                    };
+                    match counters.delta(0, sample, clock) {
+                        Ok(Some(event)) => event,
+                        Ok(None) => continue,
+                        Err(rejection) => {
+                            assert!(!rejection.detail.is_empty(), "a refusal without a reason");
+                            continue;
+                        }
                     }
                 }
                 Ok(EcsOutcome::Skipped(_) | EcsOutcome::Empty(_)) => continue,
