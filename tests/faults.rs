@@ -402,25 +402,9 @@ async fn a_stalled_former_owner_publishes_nothing_after_losing_its_slots() {
     let registry = common::registry().await;
     let endpoint = common::endpoint(&registry);
     let kafka = common::kafka();
-    let usage_topic = common::unique("stall-usage");
-    let cost_topic = common::unique("stall-cost");
+    let (usage_topic, cost_topic, _) =
+        common::demo_input(&kafka, &registry, "stall", 2, (T0, 2, 5)).await;
     let records_topic = common::unique("stall-records");
-    kafka
-        .ensure_topics(&[
-            TopicSpec::new(&usage_topic, 2, 1),
-            TopicSpec::new(&cost_topic, 2, 1),
-        ])
-        .await
-        .unwrap();
-    let input = generate::demo(T0, 2, 10, 5);
-    common::publish_records(&kafka, &registry, &usage_topic, &input.usage, |e| {
-        e.subject.cluster_id.clone()
-    })
-    .await;
-    common::publish_records(&kafka, &registry, &cost_topic, &input.costs, |_| {
-        "gke-demo".to_string()
-    })
-    .await;
     let dir = tempfile::tempdir().unwrap();
     let dead_letters = common::unique("stall-dlq");
     let names = [

@@ -5,8 +5,6 @@
 mod common;
 
 use common::{query_i64, tracker_config, tracker_run};
-use usage_tracker::generate;
-use usage_tracker::kafka::TopicSpec;
 
 const T0: i64 = 1_793_577_600_000; // 2026-11-02T00:00:00Z
 
@@ -15,25 +13,9 @@ async fn a_crash_between_commit_and_publish_leaves_the_topic_equal_to_the_table(
     let registry = common::registry().await;
     let endpoint = common::endpoint(&registry);
     let kafka = common::kafka();
-    let usage_topic = common::unique("outbox-usage");
-    let cost_topic = common::unique("outbox-cost");
+    let (usage_topic, cost_topic, _) =
+        common::demo_input(&kafka, &registry, "outbox", 2, (T0, 2, 7)).await;
     let records_topic = common::unique("outbox-records");
-    kafka
-        .ensure_topics(&[
-            TopicSpec::new(&usage_topic, 2, 1),
-            TopicSpec::new(&cost_topic, 2, 1),
-        ])
-        .await
-        .unwrap();
-    let input = generate::demo(T0, 2, 10, 7);
-    common::publish_records(&kafka, &registry, &usage_topic, &input.usage, |e| {
-        e.subject.cluster_id.clone()
-    })
-    .await;
-    common::publish_records(&kafka, &registry, &cost_topic, &input.costs, |_| {
-        "gke-demo".to_string()
-    })
-    .await;
     let dir = tempfile::tempdir().unwrap();
     let dead_letters = common::unique("outbox-dlq");
     let topics = [

@@ -7,8 +7,6 @@ mod common;
 use std::time::Duration;
 
 use common::{committed_offsets, figures, tracker_config, tracker_run};
-use usage_tracker::generate;
-use usage_tracker::kafka::TopicSpec;
 
 const T0: i64 = 1_793_577_600_000; // 2026-11-02T00:00:00Z
 
@@ -17,26 +15,9 @@ async fn killed_and_restarted_tracker_matches_an_uninterrupted_run() {
     let registry = common::registry().await;
     let endpoint = common::endpoint(&registry);
     let kafka = common::kafka();
-    let usage_topic = common::unique("crash-usage");
-    let cost_topic = common::unique("crash-cost");
-    kafka
-        .ensure_topics(&[
-            TopicSpec::new(&usage_topic, 2, 1),
-            TopicSpec::new(&cost_topic, 2, 1),
-        ])
-        .await
-        .unwrap();
-
     // Six hours of the demo cluster, sampled every 10 s, and its bill.
-    let input = generate::demo(T0, 6, 10, 42);
-    common::publish_records(&kafka, &registry, &usage_topic, &input.usage, |e| {
-        e.subject.cluster_id.clone()
-    })
-    .await;
-    common::publish_records(&kafka, &registry, &cost_topic, &input.costs, |_| {
-        "gke-demo".to_string()
-    })
-    .await;
+    let (usage_topic, cost_topic, input) =
+        common::demo_input(&kafka, &registry, "crash", 2, (T0, 6, 42)).await;
 
     let dir = tempfile::tempdir().unwrap();
     let run = |config: &std::path::Path, database_url: &str, until_caught_up: bool| {

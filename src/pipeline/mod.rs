@@ -396,19 +396,30 @@ impl Pipeline {
             .insert((topic, slot_id), message.offset() + 1);
     }
 
-    async fn process_usage(
+    /// Decodes a message with the decoder `pick` chooses and counts it; time spent waiting for
+    /// the registry is a stall of the process, not idle input.
+    async fn decode<T: crate::standard::StandardRecord>(
         &mut self,
-        slot_id: i32,
+        pick: fn(&Self) -> &RecordDecoder<T>,
         message: &BorrowedMessage<'_>,
-    ) -> Result<(), Rejection> {
+    ) -> Result<T, Rejection> {
         let mut waited = Duration::ZERO;
-        let event = decode(&self.usage_decoder, message, &mut waited).await;
+        let event = decode(pick(self), message, &mut waited).await;
         self.forgive_stall(waited.as_millis() as i64);
         let event = event?;
         self.metrics
             .decoded
             .with_label_values(&[message.topic()])
             .inc();
+        Ok(event)
+    }
+
+    async fn process_usage(
+        &mut self,
+        slot_id: i32,
+        message: &BorrowedMessage<'_>,
+    ) -> Result<(), Rejection> {
+        let event = self.decode(|p| &p.usage_decoder, message).await?;
         let now = now_ms();
         let intake = ingest::usage_sample(
             &event,
@@ -467,14 +478,7 @@ impl Pipeline {
         slot_id: i32,
         message: &BorrowedMessage<'_>,
     ) -> Result<(), Rejection> {
-        let mut waited = Duration::ZERO;
-        let event = decode(&self.cost_decoder, message, &mut waited).await;
-        self.forgive_stall(waited.as_millis() as i64);
-        let event = event?;
-        self.metrics
-            .decoded
-            .with_label_values(&[message.topic()])
-            .inc();
+        let event = self.decode(|p| &p.cost_decoder, message).await?;
         let intake = ingest::cost_line(
             &event,
             &self.config.exclusions,

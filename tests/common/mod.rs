@@ -638,3 +638,34 @@ pub async fn assert_topic_equals_table(
     );
     table.len()
 }
+
+/// Two fresh input topics of `partitions` each (usage, cost), named after `prefix`, holding
+/// `hours` of the demo cluster from `start` (seeded) and its bill, keyed as the standard says.
+pub async fn demo_input(
+    kafka: &KafkaConnection,
+    registry: &RunningRegistry,
+    prefix: &str,
+    partitions: i32,
+    (start, hours, seed): (i64, u32, u64),
+) -> (String, String, usage_tracker::generate::DemoInput) {
+    use usage_tracker::kafka::TopicSpec;
+    let usage_topic = unique(&format!("{prefix}-usage"));
+    let cost_topic = unique(&format!("{prefix}-cost"));
+    kafka
+        .ensure_topics(&[
+            TopicSpec::new(&usage_topic, partitions, 1),
+            TopicSpec::new(&cost_topic, partitions, 1),
+        ])
+        .await
+        .unwrap();
+    let input = usage_tracker::generate::demo(start, hours, 10, seed);
+    publish_records(kafka, registry, &usage_topic, &input.usage, |e| {
+        e.subject.cluster_id.clone()
+    })
+    .await;
+    publish_records(kafka, registry, &cost_topic, &input.costs, |_| {
+        "gke-demo".to_string()
+    })
+    .await;
+    (usage_topic, cost_topic, input)
+}
