@@ -67,6 +67,11 @@ impl Pending {
     /// longer the slot's) and reads what is staged, oldest first.
     pub async fn read(pool: &PgPool, slot: i32, epoch: i64) -> Result<Self, CommitError> {
         let mut tx = pool.begin().await?;
+        // A publisher that stalls while holding the slot's lock (a paused process) must not keep
+        // a new owner's claim waiting for ever: Postgres ends its session after a minute idle.
+        sqlx::query("SET LOCAL idle_in_transaction_session_timeout = '60s'")
+            .execute(&mut *tx)
+            .await?;
         let current: Option<i64> =
             sqlx::query_scalar("SELECT epoch FROM tracker_slots WHERE slot = $1 FOR SHARE")
                 .bind(slot)
