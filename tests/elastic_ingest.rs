@@ -9,8 +9,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::message::Headers;
-use rdkafka::Message;
 use usage_tracker::kafka::{KafkaConnection, TopicSpec};
 use usage_tracker::standard::wire::RecordDecoder;
 use usage_tracker::standard::UsageEvent;
@@ -158,42 +156,15 @@ struct Read {
 
 /// Reads `count` messages from `topic`, then makes sure no more arrive for 2 s.
 async fn read_all(kafka: &KafkaConnection, topic: &str, count: usize) -> Vec<Read> {
-    let consumer = common::consumer(kafka, topic).await;
-    let mut read = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let wait = if read.len() >= count { 2 } else { 5 };
-        match tokio::time::timeout(Duration::from_secs(wait), consumer.recv()).await {
-            Ok(message) => {
-                let message = message.unwrap();
-                let headers = message
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| {
-                                (
-                                    h.key.to_owned(),
-                                    String::from_utf8_lossy(h.value.unwrap_or_default())
-                                        .into_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                read.push(Read {
-                    key: String::from_utf8(message.key().unwrap_or_default().to_vec()).unwrap(),
-                    payload: message.payload().unwrap_or_default().to_vec(),
-                    headers,
-                });
-            }
-            Err(_) if read.len() >= count => return read,
-            Err(_) => assert!(
-                tokio::time::Instant::now() < deadline,
-                "only {} of {count} messages arrived on {topic}",
-                read.len()
-            ),
-        }
-    }
+    common::read_messages(kafka, topic, count)
+        .await
+        .into_iter()
+        .map(|m| Read {
+            key: String::from_utf8(m.key.unwrap_or_default()).unwrap(),
+            payload: m.payload.unwrap_or_default(),
+            headers: m.headers,
+        })
+        .collect()
 }
 
 async fn decode_events(
