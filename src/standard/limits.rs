@@ -151,9 +151,19 @@ impl LimitError {
 /// assert!(check_text("namespace", &"a".repeat(64), 63).is_err());
 /// ```
 pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), LimitError> {
+    check_text_named(value, max, || field.to_owned())
+}
+
+/// [`check_text`] with the field's name built only when the value breaks a rule (label names
+/// quote their key: no allocation per label on the hot path).
+fn check_text_named(
+    value: &str,
+    max: usize,
+    field: impl FnOnce() -> String,
+) -> Result<(), LimitError> {
     if value.len() > max {
         return Err(LimitError::TooLong {
-            field: field.to_owned(),
+            field: field(),
             len: value.len(),
             max,
         });
@@ -164,7 +174,7 @@ pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), LimitError
     if bytes.iter().any(|&b| b < 0x20 || b == 0x7f || b == 0xc2) {
         if let Some((at, c)) = value.char_indices().find(|(_, c)| c.is_control()) {
             return Err(LimitError::ControlCharacter {
-                field: field.to_owned(),
+                field: field(),
                 code: c as u32,
                 at,
             });
@@ -209,8 +219,8 @@ fn check_labels(
         });
     }
     for (key, value) in labels {
-        check_text(&format!("{field} key"), key, MAX_LABEL_KEY_LEN)?;
-        check_text(&format!("{field}[{key:?}]"), value, MAX_LABEL_VALUE_LEN)?;
+        check_text_named(key, MAX_LABEL_KEY_LEN, || format!("{field} key"))?;
+        check_text_named(value, MAX_LABEL_VALUE_LEN, || format!("{field}[{key:?}]"))?;
     }
     Ok(())
 }
