@@ -347,27 +347,26 @@ impl Pipeline {
     }
 
     async fn process(&mut self, message: &BorrowedMessage<'_>) {
-        let topic = message.topic().to_owned();
         let slot_id = message.partition();
         let Some(slot) = self.slots.get_mut(&slot_id) else {
             return; // Fetched before a revocation: the slot's new owner reads it.
         };
-        if let Some(sought) = slot.first_read_gap(&(topic.clone(), slot_id), message.offset()) {
-            {
-                // A broker that skips records (or retention that deleted them) must not do it
-                // silently. Transaction markers also take offsets, so a producer using
-                // transactions can cause a harmless gap.
-                warn!(
-                    topic,
-                    partition = slot_id,
-                    sought,
-                    received = message.offset(),
-                    "the first record after seeking to a checkpointed position lies beyond it"
-                );
-                self.metrics.offset_gaps.with_label_values(&[&topic]).inc();
-            }
+        let key = (message.topic().to_owned(), slot_id);
+        let topic = key.0.as_str();
+        if let Some(sought) = slot.first_read_gap(&key, message.offset()) {
+            // A broker that skips records (or retention that deleted them) must not do it
+            // silently. Transaction markers also take offsets, so a producer using transactions
+            // can cause a harmless gap.
+            warn!(
+                topic,
+                partition = slot_id,
+                sought,
+                received = message.offset(),
+                "the first record after seeking to a checkpointed position lies beyond it"
+            );
+            self.metrics.offset_gaps.with_label_values(&[topic]).inc();
         }
-        self.metrics.consumed.with_label_values(&[&topic]).inc();
+        self.metrics.consumed.with_label_values(&[topic]).inc();
         let outcome = if topic == self.config.topics.usage_events {
             self.process_usage(slot_id, message).await
         } else {
@@ -387,13 +386,12 @@ impl Pipeline {
                 payload: message.payload().map(<[u8]>::to_vec),
                 reason: rejection.reason,
                 detail: rejection.detail,
-                topic: topic.clone(),
+                topic: topic.to_owned(),
                 partition: slot_id,
                 offset: message.offset(),
             });
         }
-        slot.positions
-            .insert((topic, slot_id), message.offset() + 1);
+        slot.positions.insert(key, message.offset() + 1);
     }
 
     /// Decodes a message with the decoder `pick` chooses and counts it; time spent waiting for

@@ -90,6 +90,9 @@ impl Slot {
     /// be at the restored position; returns that position if the record lies beyond it (the
     /// broker skipped records, or retention deleted them).
     pub fn first_read_gap(&mut self, key: &PartitionKey, offset: i64) -> Option<i64> {
+        if self.sought.is_empty() {
+            return None; // The usual case, once both partitions have been read from.
+        }
         let sought = self.sought.remove(key)?;
         (offset > sought).then_some(sought)
     }
