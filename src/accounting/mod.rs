@@ -257,10 +257,14 @@ impl Accountant {
             namespaces: &usage,
             capacity: view.capacity,
         };
-        let shares = self.allocator.allocate(&window, &charges);
+        let own = self.allocator.allocate(&window, &charges);
+        let present: Vec<&str> = usage.iter().map(|(n, _)| *n).collect();
+        let sharing = &self.allocator.policy().sharing;
+        let shares = sharing.share(own.clone(), &present);
 
         // Every namespace that has usage, a share, or an earlier record (which must be corrected).
         let mut names: Vec<&str> = view.namespaces.iter().map(|(n, _)| n.as_ref()).collect();
+        names.extend(own.iter().map(|s| s.namespace.as_str()));
         names.extend(shares.iter().map(|s| s.namespace.as_str()));
         let idle = idle_usage(&usage, view);
         if !idle.is_empty() {
@@ -280,7 +284,15 @@ impl Accountant {
                         .map(|(_, t)| WindowStore::resource_usage(t))
                         .unwrap_or_default(),
                 };
-                record(view, namespace, resources, &charges, &shares)
+                let mut record = record(view, namespace, resources, &charges, &shares);
+                let own_cost = own
+                    .iter()
+                    .filter(|s| s.namespace == namespace)
+                    .map(|s| s.cost.allocated_cost_micros)
+                    .sum();
+                record.own_cost_micros = Some(own_cost);
+                record.shared = sharing.is_shared(namespace);
+                record
             })
             .collect()
     }
@@ -351,6 +363,17 @@ fn record(
     } else {
         RecordCostStatus::Final
     };
+    let received = |idle: bool| {
+        costs
+            .iter()
+            .filter(|c| {
+                c.shared_from
+                    .as_deref()
+                    .is_some_and(|from| (from == IDLE) == idle)
+            })
+            .map(|c| c.allocated_cost_micros)
+            .sum::<Micros>()
+    };
     UsageRecord {
         cluster_id: view.cluster_id.to_string(),
         cluster_name: view.cluster_name.map(|n| n.to_string()),
@@ -360,10 +383,16 @@ fn record(
         window_status: view.status,
         revision: 0,
         cost_total_micros: costs.iter().map(|c| c.allocated_cost_micros).sum(),
+        shared_cost_micros: Some(received(false)),
+        idle_cost_micros: Some(received(true)),
         resources,
         costs,
         currency: charges.first().map(|c| c.currency.clone()),
         cost_status,
+        group_by: None,
+        group_value: None,
+        own_cost_micros: None,
+        shared: false,
     }
 }
 

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::slice;
 
 use super::money::split_proportionally;
+use super::SharingPolicy;
 use crate::measure::{Capacity, Resource, ResourceTotals};
 use crate::standard::records::{AllocatedCost, CostCategory, CostStatus, Micros};
 
@@ -64,6 +65,8 @@ pub struct AllocationPolicy {
     pub other_weights: Vec<(Resource, u32)>,
     /// Idle capacity cost as its own `__idle__` share (default) or shared pro-rata.
     pub idle: IdleCost,
+    /// Platform (and idle) cost moved to the namespaces it serves, after the split.
+    pub sharing: SharingPolicy,
 }
 
 impl Default for AllocationPolicy {
@@ -71,6 +74,7 @@ impl Default for AllocationPolicy {
         Self {
             other_weights: vec![(Resource::Cpu, 1), (Resource::Memory, 1)],
             idle: IdleCost::Separate,
+            sharing: SharingPolicy::default(),
         }
     }
 }
@@ -217,6 +221,7 @@ fn basis(category: CostCategory) -> Option<&'static [Resource]> {
         CostCategory::Memory => Some(&[Resource::Memory]),
         CostCategory::Storage => Some(&[Resource::Storage]),
         CostCategory::Network => Some(&[Resource::NetworkRx, Resource::NetworkTx]),
+        CostCategory::Gpu => Some(&[Resource::Gpu]),
         CostCategory::License | CostCategory::Other => None,
     }
 }
@@ -347,6 +352,7 @@ fn share(charge: &Charge, namespace: &str, tally: &Tally) -> NamespaceShare {
             category: charge.category,
             allocated_ratio: tally.ratio,
             allocated_cost_micros: tally.micros,
+            shared_from: None,
         },
     }
 }
@@ -460,6 +466,7 @@ mod tests {
                     category: CostCategory::Compute,
                     allocated_ratio: 1.0,
                     allocated_cost_micros: 500,
+                    shared_from: None,
                 },
             }]
         );
@@ -765,6 +772,7 @@ mod tests {
             AllocationPolicy {
                 other_weights,
                 idle,
+                ..Default::default()
             }
         })
     }

@@ -9,13 +9,18 @@
 //!    giving capacity nobody allocated to [`IDLE`] and cost with nothing to split by to
 //!    [`UNALLOCATED`].
 //!
-//! Both rest on [`money::split_proportionally`] (largest remainder), so the parts of every amount
+//! 3. [`SharingPolicy::share`] moves the shares of shared platform namespaces (and of idle
+//!    capacity, if asked) to the namespaces they serve.
+//!
+//! All rest on [`money::split_proportionally`] (largest remainder), so the parts of every amount
 //! sum back to it exactly, as FOCUS split cost allocation and the standard (§2.4) require.
 
 mod allocator;
 pub mod money;
+mod sharing;
 
 pub use allocator::{
     AllocationPolicy, Charge, ClusterWindow, CostAllocator, IdleCost, NamespaceShare, IDLE,
     UNALLOCATED,
 };
+pub use sharing::{SharingPolicy, SplitRule};

@@ -33,7 +33,7 @@ pub use load::{ENV_PREFIX, STANDARD_ENV};
 pub use redact::{is_secret_property, redact_url, REDACTED};
 pub use types::{
     AllocationSettings, BillingSettings, DatabaseSettings, ElasticSettings, HttpSettings,
-    KafkaSettings, PipelineSettings, RegistrySettings, Topics, WindowSettings,
+    KafkaSettings, PipelineSettings, RegistrySettings, SharingSettings, Topics, WindowSettings,
 };
 
 /// The whole configuration file.
@@ -56,6 +56,8 @@ pub struct Settings {
     pub http: HttpSettings,
     /// Cost allocation.
     pub allocation: AllocationSettings,
+    /// Platform cost shared to the namespaces it serves.
+    pub sharing: SharingSettings,
     /// Estimated prices until bills arrive.
     pub rate_card: Option<RateCard>,
     /// What stays out of the accounting.
@@ -188,9 +190,17 @@ impl Settings {
                     .with_context(|| format!("allocation.other_weights: unknown resource {name:?}"))
             })
             .collect::<anyhow::Result<_>>()?;
+        let sharing = self.sharing.policy()?;
+        if sharing.share_idle && idle == IdleCost::ShareProRata {
+            anyhow::bail!(
+                "allocation.idle = \"share\" already spreads idle cost; with sharing.idle = \"share\" \
+                 set allocation.idle = \"separate\" (sharing then moves __idle__ by sharing.split)"
+            );
+        }
         Ok(AllocationPolicy {
             other_weights,
             idle,
+            sharing,
         })
     }
 

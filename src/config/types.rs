@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::allocate::{SharingPolicy, SplitRule};
 use crate::billing::CategoryRule;
 use crate::ingest::ecs::{CapacitySource, EcsSettings, UsageSource};
 use crate::standard::registry::RegistryEndpoint;
@@ -205,6 +206,77 @@ impl Default for AllocationSettings {
             idle: "separate".into(),
             other_weights: BTreeMap::from([("cpu".into(), 1), ("memory".into(), 1)]),
         }
+    }
+}
+
+/// `[sharing]`: platform cost moved to the namespaces it serves (docs/configuration.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharingSettings {
+    /// Namespaces whose cost is shared (globs: `kube-*`).
+    pub namespaces: Vec<String>,
+    /// `separate` (default: idle cost stays on `__idle__`) or `share` (split like the namespaces).
+    pub idle: String,
+    /// `proportional` (default: to each receiver's own cost), `even` or `weighted`.
+    pub split: String,
+    /// Receiver weights for `split = "weighted"`; a receiver without one gets none.
+    pub weights: BTreeMap<String, u64>,
+    /// Who receives shared cost (globs); empty: every namespace that is not shared.
+    pub receivers: Vec<String>,
+}
+
+impl Default for SharingSettings {
+    fn default() -> Self {
+        Self {
+            namespaces: Vec::new(),
+            idle: "separate".into(),
+            split: "proportional".into(),
+            weights: BTreeMap::new(),
+            receivers: Vec::new(),
+        }
+    }
+}
+
+impl SharingSettings {
+    /// The sharing rules, validated.
+    pub fn policy(&self) -> anyhow::Result<SharingPolicy> {
+        let globs = |field: &str, patterns: &[String]| {
+            patterns
+                .iter()
+                .map(|p| {
+                    glob::Pattern::new(p)
+                        .with_context(|| format!("sharing.{field}: {p:?} is not a glob pattern"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
+        };
+        let share_idle = match self.idle.as_str() {
+            "separate" => false,
+            "share" => true,
+            other => {
+                anyhow::bail!("sharing.idle must be \"separate\" or \"share\", not {other:?}")
+            }
+        };
+        let split = match self.split.as_str() {
+            "proportional" => SplitRule::Proportional,
+            "even" => SplitRule::Even,
+            "weighted" => SplitRule::Weighted,
+            other => anyhow::bail!(
+                "sharing.split must be \"proportional\", \"even\" or \"weighted\", not {other:?}"
+            ),
+        };
+        if split != SplitRule::Weighted && !self.weights.is_empty() {
+            anyhow::bail!("sharing.weights apply only with split = \"weighted\"");
+        }
+        if split == SplitRule::Weighted && self.weights.values().all(|&w| w == 0) {
+            anyhow::bail!("split = \"weighted\" needs sharing.weights with a weight above 0");
+        }
+        Ok(SharingPolicy {
+            namespaces: globs("namespaces", &self.namespaces)?,
+            share_idle,
+            split,
+            weights: self.weights.clone(),
+            receivers: globs("receivers", &self.receivers)?,
+        })
     }
 }
 

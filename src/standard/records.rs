@@ -174,6 +174,8 @@ pub enum CostCategory {
     License,
     /// Apportioned by configured weights (the enum's default for unknown symbols).
     Other,
+    /// Apportioned by gpu (schema version 2; older readers see `other`).
+    Gpu,
 }
 
 /// Whether a bill line is preliminary or invoiced.
@@ -213,7 +215,28 @@ pub struct UsageRecord {
     pub currency: Option<String>,
     /// Unpriced, estimated or final.
     pub cost_status: RecordCostStatus,
+    /// `None` for a namespace record; `label:<key>` or `workload` for a group inside it.
+    #[serde(default)]
+    pub group_by: Option<String>,
+    /// The group's label value ([`UNLABELLED`] when missing) or `<kind>/<name>` of its workload.
+    #[serde(default)]
+    pub group_value: Option<String>,
+    /// Cost of the record's own usage before sharing; `None` from schema version 1 writers.
+    #[serde(default)]
+    pub own_cost_micros: Option<Micros>,
+    /// Cost received from shared namespaces and workloads.
+    #[serde(default)]
+    pub shared_cost_micros: Option<Micros>,
+    /// Cost of idle capacity received.
+    #[serde(default)]
+    pub idle_cost_micros: Option<Micros>,
+    /// Whether the namespace is shared platform cost (its cost moved to receivers).
+    #[serde(default)]
+    pub shared: bool,
 }
+
+/// Group value of workloads without the label a record groups by.
+pub const UNLABELLED: &str = "__unlabelled__";
 
 /// Used vs reserved capacity of one resource in a window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -247,6 +270,10 @@ pub struct AllocatedCost {
     pub allocated_ratio: f64,
     /// Allocated amount in micro-units.
     pub allocated_cost_micros: Micros,
+    /// `None`: the record's own share. Otherwise the shared namespace (or `__idle__`) whose share
+    /// of the charge cost sharing moved to this record.
+    #[serde(default)]
+    pub shared_from: Option<String>,
 }
 
 /// Whether a window can still grow.

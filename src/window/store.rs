@@ -85,12 +85,12 @@ pub(crate) struct ClusterWindow {
 /// with per-set random keys spreads them as well, and the random keys keep bucket positions
 /// unpredictable across processes.
 #[derive(Debug, Clone, Copy)]
-struct DedupHasher {
+pub(super) struct DedupHasher {
     keys: (u64, u64),
 }
 
 impl DedupHasher {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         use std::hash::{BuildHasher, Hasher};
         // Randomness from std's RandomState (seeded per process, varied per instance).
         let random = std::collections::hash_map::RandomState::new();
@@ -117,7 +117,7 @@ impl std::hash::BuildHasher for DedupHasher {
 
 /// The [`std::hash::Hasher`] of [`DedupHasher`].
 #[derive(Debug)]
-struct DedupKeyHasher {
+pub(super) struct DedupKeyHasher {
     keys: (u64, u64),
     state: u64,
 }
@@ -147,10 +147,10 @@ impl std::hash::Hasher for DedupKeyHasher {
 #[derive(Debug, Clone)]
 pub struct WindowStore {
     config: WindowConfig,
-    windows: BTreeMap<EpochMillis, HashMap<Arc<str>, ClusterWindow>>,
-    seen: BTreeMap<EpochMillis, HashSet<u128, DedupHasher>>,
+    pub(super) windows: BTreeMap<EpochMillis, HashMap<Arc<str>, ClusterWindow>>,
+    pub(super) seen: BTreeMap<EpochMillis, HashSet<u128, DedupHasher>>,
     unsaved_seen: Vec<(EpochMillis, u128)>,
-    watermark: Option<EpochMillis>,
+    pub(super) watermark: Option<EpochMillis>,
 }
 
 /// A read-only view of one cluster window, for allocation and emission.
@@ -278,7 +278,7 @@ impl WindowStore {
         add_to_cluster(cluster, sample, share)
     }
 
-    fn cluster_window_mut(
+    pub(super) fn cluster_window_mut(
         &mut self,
         cluster_id: &Arc<str>,
         window_start: EpochMillis,
@@ -501,146 +501,6 @@ fn add_to_namespace(
             MeasurementKind::Capacity => {}
         }
     }
-}
-
-/// The window state as persisted in checkpoints.
-pub mod persisted {
-    use super::*;
-
-    /// One namespace window, flattened.
-    #[allow(missing_docs)]
-    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-    pub struct NamespaceState {
-        /// [used, requested, limit] micro-quantities per resource, as decimal strings (i128).
-        pub totals: Vec<[String; 3]>,
-        pub revision: i64,
-        pub content_digest: String,
-        #[serde(default)]
-        pub cost_micros: i64,
-    }
-
-    /// One cluster window, flattened.
-    #[allow(missing_docs)]
-    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-    pub struct ClusterState {
-        pub cluster_name: Option<String>,
-        pub capacity: Vec<String>,
-        pub closed: bool,
-        pub namespaces: BTreeMap<String, NamespaceState>,
-    }
-}
-
-impl WindowStore {
-    /// Cluster windows changed since their last emission, as persisted state.
-    pub fn export_changed(&self) -> Vec<(Arc<str>, EpochMillis, persisted::ClusterState)> {
-        let mut out = Vec::new();
-        for (&start, clusters) in &self.windows {
-            for (id, c) in clusters.iter().filter(|(_, c)| c.changed) {
-                out.push((id.clone(), start, export_cluster(c)));
-            }
-        }
-        out
-    }
-
-    /// Restores persisted state (at start-up).
-    pub fn import(
-        &mut self,
-        cluster_id: &str,
-        window_start: EpochMillis,
-        state: persisted::ClusterState,
-    ) -> Result<(), String> {
-        let id: Arc<str> = Arc::from(cluster_id);
-        let cluster = self.cluster_window_mut(&id, window_start);
-        *cluster = import_cluster(state)?;
-        Ok(())
-    }
-
-    /// Restores dedup keys and the watermark (at start-up).
-    pub fn import_seen(&mut self, window_start: EpochMillis, key: u128) {
-        self.seen
-            .entry(window_start)
-            .or_insert_with(|| HashSet::with_hasher(DedupHasher::new()))
-            .insert(key);
-    }
-
-    /// Restores the watermark (at start-up).
-    pub fn import_watermark(&mut self, watermark: Option<EpochMillis>) {
-        self.watermark = watermark;
-    }
-}
-
-fn export_cluster(c: &ClusterWindow) -> persisted::ClusterState {
-    let namespaces = c
-        .namespaces
-        .iter()
-        .map(|(name, w)| {
-            let totals = w
-                .totals
-                .0
-                .iter()
-                .map(|t| [t.used, t.requested, t.limit].map(|q| q.micros().to_string()))
-                .collect();
-            let state = persisted::NamespaceState {
-                totals,
-                revision: w.revision,
-                content_digest: w.content_digest.to_string(),
-                cost_micros: w.cost_micros,
-            };
-            (name.to_string(), state)
-        })
-        .collect();
-    persisted::ClusterState {
-        cluster_name: c.cluster_name.as_deref().map(str::to_owned),
-        capacity: c
-            .capacity
-            .0
-            .iter()
-            .map(|q| q.micros().to_string())
-            .collect(),
-        closed: c.closed,
-        namespaces,
-    }
-}
-
-fn import_cluster(state: persisted::ClusterState) -> Result<ClusterWindow, String> {
-    let q = |s: &str| {
-        s.parse::<i128>()
-            .map(Quantity::from_micros)
-            .map_err(|e| format!("quantity {s:?}: {e}"))
-    };
-    let mut capacity = Capacity::default();
-    for (slot, text) in capacity.0.iter_mut().zip(&state.capacity) {
-        *slot = q(text)?;
-    }
-    let mut namespaces = HashMap::new();
-    for (name, ns) in state.namespaces {
-        let mut totals = ResourceTotals::default();
-        for (slot, [used, requested, limit]) in totals.0.iter_mut().zip(&ns.totals) {
-            slot.used = q(used)?;
-            slot.requested = q(requested)?;
-            slot.limit = q(limit)?;
-        }
-        let content_digest = ns
-            .content_digest
-            .parse()
-            .map_err(|e| format!("digest: {e}"))?;
-        namespaces.insert(
-            Arc::from(name),
-            NamespaceWindow {
-                totals,
-                revision: ns.revision,
-                content_digest,
-                cost_micros: ns.cost_micros,
-            },
-        );
-    }
-    Ok(ClusterWindow {
-        cluster_name: state.cluster_name.map(Arc::from),
-        capacity,
-        namespaces,
-        closed: state.closed,
-        changed: false,
-    })
 }
 
 impl WindowStore {
