@@ -833,6 +833,7 @@ fn key_sample(cluster: &Arc<str>, namespace: &str, window: usize, n: u64) -> Sam
             (Resource::Cpu, MeasurementKind::Request, q(5.0)),
             (Resource::Memory, MeasurementKind::Usage, q(1e10)),
         ],
+        groups: Vec::new(),
     }
 }
 

@@ -539,6 +539,7 @@ async fn hostile_messages_are_dead_lettered_and_their_neighbours_accounted_exact
         policy: AllocationPolicy::default(),
         rate_card: None,
         exclusions: Exclusions::default(),
+        aggregation: Default::default(),
         cost_scopes: vec![],
         checkpoint_interval: Duration::from_millis(500),
         until_caught_up: true,

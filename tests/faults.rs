@@ -106,6 +106,7 @@ fn pipeline_config(
         policy: AllocationPolicy::default(),
         rate_card: None,
         exclusions: Exclusions::default(),
+        aggregation: Default::default(),
         cost_scopes: vec![],
         checkpoint_interval: Duration::from_millis(300),
         until_caught_up,

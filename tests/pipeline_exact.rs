@@ -184,6 +184,7 @@ async fn known_input_gives_exact_rows_in_postgres_and_kafka() {
             ..Default::default()
         })
         .unwrap(),
+        aggregation: Default::default(),
         cost_scopes: vec![],
         checkpoint_interval: Duration::from_millis(300),
         until_caught_up: true,

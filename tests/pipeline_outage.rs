@@ -126,6 +126,7 @@ async fn readiness_follows_the_database_and_nothing_is_lost_while_it_is_down() {
         policy: AllocationPolicy::default(),
         rate_card: None,
         exclusions: Exclusions::new(ExclusionRules::default()).unwrap(),
+        aggregation: Default::default(),
         cost_scopes: vec![],
         checkpoint_interval: Duration::from_millis(300),
         until_caught_up: false,

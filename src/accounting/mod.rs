@@ -1,6 +1,7 @@
 //! The accountant: usage windows + bill lines + allocation -> usage records. Pure; the pipeline
 //! feeds it decoded input and processing time, and ships what it emits.
 
+mod groups;
 pub mod pricing;
 
 use std::collections::BTreeMap;
@@ -13,7 +14,7 @@ use crate::standard::{
     AllocatedCost, EpochMillis, Micros, RecordCostStatus, ResourceUsage, UsageRecord,
 };
 use crate::window::{
-    Admission, ClusterWindowView, CostLedger, CostLine, LedgerChange, LedgerRefusal,
+    Admission, ClusterWindowView, CostLedger, CostLine, GroupKey, LedgerChange, LedgerRefusal,
     PersistedWindow, Sample, WindowKey, WindowStore,
 };
 
@@ -188,6 +189,11 @@ impl Accountant {
                 cluster_id: Arc::from(record.cluster_id.as_str()),
                 namespace: Arc::from(record.namespace.as_str()),
                 window_start: record.window_start,
+                group: record
+                    .group_by
+                    .as_deref()
+                    .zip(record.group_value.as_deref())
+                    .map(|(by, value)| (Arc::from(by), Arc::from(value))),
             };
             let digest = content_digest(&record);
             let Some(revision) = self
@@ -197,7 +203,8 @@ impl Accountant {
                 continue;
             };
             record.revision = revision.revision;
-            if let Some(currency) = &record.currency {
+            let is_group = record.group_by.is_some();
+            if let Some(currency) = record.currency.as_ref().filter(|_| !is_group) {
                 let change = record.cost_total_micros - revision.previous_cost_micros;
                 *self
                     .cost_changes
@@ -205,7 +212,7 @@ impl Accountant {
                     .or_default() += change;
             }
             let revision = revision.revision;
-            if !is_empty(&record) {
+            if !is_empty(&record) || is_group {
                 records.push(record);
             } else if revision > 1 {
                 // An `__idle__` or `__unallocated__` share that vanished (usage arrived after
@@ -294,6 +301,28 @@ impl Accountant {
                 record.shared = sharing.is_shared(namespace);
                 record
             })
+            .flat_map(|record| {
+                let groups = self.group_records(view, &record);
+                std::iter::once(record).chain(groups)
+            })
+            .collect()
+    }
+
+    /// The records of the groups of a namespace record, dimension by dimension.
+    fn group_records(
+        &self,
+        view: &ClusterWindowView<'_>,
+        record: &UsageRecord,
+    ) -> Vec<UsageRecord> {
+        let mine: Vec<(&GroupKey, &ResourceTotals)> = view
+            .groups
+            .iter()
+            .filter(|(n, _, _)| n.as_ref() == record.namespace)
+            .map(|&(_, g, t)| (g, t))
+            .collect();
+        let weights = &self.allocator.policy().other_weights;
+        mine.chunk_by(|a, b| a.0 .0 == b.0 .0)
+            .flat_map(|dimension| groups::group_records(record, dimension, weights))
             .collect()
     }
 }
@@ -446,6 +475,7 @@ mod tests {
                 .iter()
                 .map(|&(kind, units)| (Resource::Cpu, kind, Quantity::from_units(units).unwrap()))
                 .collect(),
+            groups: Vec::new(),
         }
     }
 
@@ -470,6 +500,116 @@ mod tests {
             .iter()
             .find(|r| r.namespace == namespace)
             .unwrap_or_else(|| panic!("no {namespace} in {records:?}"))
+    }
+
+    #[test]
+    fn platform_and_idle_cost_move_to_projects_and_split_by_user() {
+        use MeasurementKind::*;
+        let config = WindowConfig::default();
+        let policy = AllocationPolicy {
+            sharing: crate::allocate::SharingPolicy {
+                namespaces: vec![glob::Pattern::new("argo*").unwrap()],
+                share_idle: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut books = Accountant::new(
+            WindowStore::new(config),
+            CostLedger::new(config.spec),
+            CostAllocator::new(policy),
+            None,
+        );
+        let user = |mut s: Sample, name: Option<&str>| {
+            let value = name.unwrap_or(crate::standard::UNLABELLED);
+            s.groups = vec![(Arc::from("label:user"), Arc::from(value))];
+            s
+        };
+        // cpu capacity 10 core-hours; argocd 1, project-a 3 (alice 2, bob 1), project-b 1.
+        books.usage(&sample(1, None, 0, H, &[(Capacity, 36_000.0)]));
+        books.usage(&user(
+            sample(2, Some("argocd"), 0, H, &[(Usage, 3600.0)]),
+            None,
+        ));
+        books.usage(&user(
+            sample(3, Some("project-a"), 0, H, &[(Usage, 7200.0)]),
+            Some("alice"),
+        ));
+        books.usage(&user(
+            sample(4, Some("project-a"), 0, H, &[(Usage, 3600.0)]),
+            Some("bob"),
+        ));
+        books.usage(&user(
+            sample(5, Some("project-b"), 0, H, &[(Usage, 3600.0)]),
+            None,
+        ));
+        assert_eq!(books.cost(bill(1, 1_000_000)), CostAdmission::Applied);
+        let records = books.take_checkpoint().records;
+
+        // Own: idle 500 000, argocd 100 000, a 300 000, b 100 000. Shared proportionally to
+        // the receivers' own cost, 3:1: argocd -> 75 000 + 25 000, idle -> 375 000 + 125 000.
+        let figures = |namespace: &str, value: Option<&str>| {
+            let r = records
+                .iter()
+                .find(|r| r.namespace == namespace && r.group_value.as_deref() == value)
+                .unwrap_or_else(|| panic!("no {namespace} {value:?}"));
+            (
+                r.cost_total_micros,
+                r.own_cost_micros,
+                r.shared_cost_micros,
+                r.idle_cost_micros,
+                r.shared,
+            )
+        };
+        assert_eq!(
+            figures(IDLE, None),
+            (0, Some(500_000), Some(0), Some(0), true)
+        );
+        assert_eq!(
+            figures("argocd", None),
+            (0, Some(100_000), Some(0), Some(0), true)
+        );
+        assert_eq!(
+            figures("project-a", None),
+            (750_000, Some(300_000), Some(75_000), Some(375_000), false)
+        );
+        assert_eq!(
+            figures("project-b", None),
+            (250_000, Some(100_000), Some(25_000), Some(125_000), false)
+        );
+        // Per user, each entry split by cpu 2:1.
+        assert_eq!(
+            figures("project-a", Some("alice")),
+            (500_000, Some(200_000), Some(50_000), Some(250_000), false)
+        );
+        assert_eq!(
+            figures("project-a", Some("bob")),
+            (250_000, Some(100_000), Some(25_000), Some(125_000), false)
+        );
+        assert_eq!(
+            figures("project-b", Some(crate::standard::UNLABELLED)).0,
+            250_000
+        );
+        // Every euro once: over namespace records the bill sums exactly.
+        let namespaces: Micros = records
+            .iter()
+            .filter(|r| r.group_by.is_none())
+            .map(|r| r.cost_total_micros)
+            .sum();
+        assert_eq!(namespaces, 1_000_000);
+        let moved = find(&records, "project-a")
+            .costs
+            .iter()
+            .map(|c| (c.shared_from.as_deref(), c.allocated_cost_micros))
+            .collect::<Vec<_>>();
+        assert_eq!(
+            moved,
+            vec![
+                (None, 300_000),
+                (Some("argocd"), 75_000),
+                (Some(IDLE), 375_000)
+            ]
+        );
     }
 
     #[test]

@@ -215,7 +215,7 @@ impl CostAllocator {
 }
 
 /// The resources a category is split by; `None` for the policy-weighted categories.
-fn basis(category: CostCategory) -> Option<&'static [Resource]> {
+pub(crate) fn basis(category: CostCategory) -> Option<&'static [Resource]> {
     match category {
         CostCategory::Compute => Some(&[Resource::Cpu]),
         CostCategory::Memory => Some(&[Resource::Memory]),
@@ -320,7 +320,7 @@ fn namespace_weights<'n>(
 }
 
 /// What a namespace kept of `resource`: bytes moved for network, `max(request, usage)` otherwise.
-fn usage_weight(totals: &ResourceTotals, resource: Resource) -> u128 {
+pub(crate) fn usage_weight(totals: &ResourceTotals, resource: Resource) -> u128 {
     let totals = totals.get(resource);
     let quantity = match resource {
         Resource::NetworkRx | Resource::NetworkTx => totals.used,

@@ -19,6 +19,7 @@ mod allocator;
 pub mod money;
 mod sharing;
 
+pub(crate) use allocator::{basis, usage_weight};
 pub use allocator::{
     AllocationPolicy, Charge, ClusterWindow, CostAllocator, IdleCost, NamespaceShare, IDLE,
     UNALLOCATED,

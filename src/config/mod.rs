@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::accounting::RateCard;
 use crate::allocate::{AllocationPolicy, IdleCost};
 use crate::billing::{CategoryRules, ExportOptions};
-use crate::ingest::{CostScope, ExclusionRules, Exclusions};
+use crate::ingest::{Aggregation, CostScope, ExclusionRules, Exclusions};
 use crate::kafka::KafkaConnection;
 use crate::measure::Resource;
 use crate::standard::registry::RegistryEndpoint;
@@ -32,8 +32,9 @@ use crate::window::{WindowConfig, WindowSpec};
 pub use load::{ENV_PREFIX, STANDARD_ENV};
 pub use redact::{is_secret_property, redact_url, REDACTED};
 pub use types::{
-    AllocationSettings, BillingSettings, DatabaseSettings, ElasticSettings, HttpSettings,
-    KafkaSettings, PipelineSettings, RegistrySettings, SharingSettings, Topics, WindowSettings,
+    AggregationSettings, AllocationSettings, BillingSettings, DatabaseSettings, ElasticSettings,
+    HttpSettings, KafkaSettings, PipelineSettings, RegistrySettings, SharingSettings, Topics,
+    WindowSettings,
 };
 
 /// The whole configuration file.
@@ -58,6 +59,8 @@ pub struct Settings {
     pub allocation: AllocationSettings,
     /// Platform cost shared to the namespaces it serves.
     pub sharing: SharingSettings,
+    /// Accounts per label value and workload inside namespaces.
+    pub aggregation: AggregationSettings,
     /// Estimated prices until bills arrive.
     pub rate_card: Option<RateCard>,
     /// What stays out of the accounting.
@@ -91,6 +94,8 @@ pub struct PipelineConfig {
     pub rate_card: Option<RateCard>,
     /// What stays out of the accounting.
     pub exclusions: Exclusions,
+    /// Groups below the namespace that usage is also counted in.
+    pub aggregation: Aggregation,
     /// Clusters of untagged bill lines.
     pub cost_scopes: Vec<CostScope>,
     /// How often records are emitted and state committed.
@@ -229,6 +234,8 @@ impl Settings {
             rate_card: self.rate_card.clone(),
             exclusions: Exclusions::new(self.exclusions.clone())
                 .context("exclusions.namespaces")?,
+            aggregation: Aggregation::new(&self.aggregation.labels, self.aggregation.workload)
+                .context("aggregation.labels")?,
             cost_scopes: self.cost_scopes.clone(),
             checkpoint_interval: self.pipeline.checkpoint_interval,
             until_caught_up,

@@ -280,6 +280,16 @@ impl SharingSettings {
     }
 }
 
+/// `[aggregation]`: accounts below the namespace, per label value or owning workload.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AggregationSettings {
+    /// Pod label keys to keep usage and cost per value of (`team`, `hub.jupyter.org/username`).
+    pub labels: Vec<String>,
+    /// Whether to keep usage and cost per owning workload (`<kind>/<name>`) too.
+    pub workload: bool,
+}
+
 /// `[elastic]`: `usage-tracker elastic` reads Elastic Agent / Metricbeat Kubernetes documents (ECS
 /// JSON) and publishes them as UsageEvents to `[topics] usage_events` (see docs/elastic-agent.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 
 pub mod ecs;
 pub mod exclusion;
+mod groups;
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::standard::{CostEvent, EpochMillis, MeasurementKind, UsageEvent};
 use crate::window::{CostLine, Sample};
 
 pub use exclusion::{ExcludedBy, ExclusionRules, Exclusions};
+pub use groups::{Aggregation, AggregationError, WORKLOAD};
 
 /// Why a message went to the dead-letter topic (the `dlq.reason` header and a metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -234,6 +236,7 @@ pub fn usage_sample(
         start: event.start,
         end: event.end,
         quantities,
+        groups: Vec::new(),
     }))
 }
 

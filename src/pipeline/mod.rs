@@ -425,9 +425,12 @@ impl Pipeline {
             now,
             self.config.window.future_skew_ms,
         )?;
-        let Some(sample) = self.accepted(intake) else {
+        let Some(mut sample) = self.accepted(intake) else {
             return Ok(());
         };
+        if sample.namespace.is_some() && !self.config.aggregation.is_empty() {
+            sample.groups = self.config.aggregation.groups(&event.subject);
+        }
         let Some(slot) = self.slots.get_mut(&slot_id) else {
             return Ok(());
         };

@@ -139,12 +139,17 @@ impl KafkaSink {
         })
     }
 
-    /// Key of a record: `<cluster_id>/<namespace>/<window_start>` (compaction keeps the latest).
+    /// Key of a record: `<cluster_id>/<namespace>/<window_start>`, and for a group's record
+    /// `/<group_by>=<group_value>` after it (compaction keeps the latest of each).
     pub fn record_key(record: &UsageRecord) -> String {
-        format!(
+        let key = format!(
             "{}/{}/{}",
             record.cluster_id, record.namespace, record.window_start
-        )
+        );
+        match (&record.group_by, &record.group_value) {
+            (Some(by), Some(value)) => format!("{key}/{by}={value}"),
+            _ => key,
+        }
     }
 
     /// The messages of one checkpoint, encoded, in the order they are published: new record

@@ -10,5 +10,5 @@ mod watermark;
 pub use cost_ledger::{CostLedger, CostLine, LedgerChange, LedgerRefusal};
 pub use persist::persisted::ClusterState as PersistedWindow;
 pub use spec::{WindowConfig, WindowSpec};
-pub use store::{Admission, ClusterWindowView, Revision, Sample, WindowKey, WindowStore};
+pub use store::{Admission, ClusterWindowView, GroupKey, Revision, Sample, WindowKey, WindowStore};
 pub use watermark::Watermarks;

@@ -21,6 +21,19 @@ pub mod persisted {
         pub content_digest: String,
         #[serde(default)]
         pub cost_micros: i64,
+        /// Groups of the namespace's workloads (`[aggregation]`), each with its own state.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub groups: Vec<GroupState>,
+    }
+
+    /// One group of a namespace.
+    #[allow(missing_docs)]
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct GroupState {
+        pub by: String,
+        pub value: String,
+        #[serde(flatten)]
+        pub state: NamespaceState,
     }
 
     /// One cluster window, flattened.
@@ -77,21 +90,7 @@ fn export_cluster(c: &ClusterWindow) -> persisted::ClusterState {
     let namespaces = c
         .namespaces
         .iter()
-        .map(|(name, w)| {
-            let totals = w
-                .totals
-                .0
-                .iter()
-                .map(|t| [t.used, t.requested, t.limit].map(|q| q.micros().to_string()))
-                .collect();
-            let state = persisted::NamespaceState {
-                totals,
-                revision: w.revision,
-                content_digest: w.content_digest.to_string(),
-                cost_micros: w.cost_micros,
-            };
-            (name.to_string(), state)
-        })
+        .map(|(name, w)| (name.to_string(), export_namespace(w)))
         .collect();
     persisted::ClusterState {
         cluster_name: c.cluster_name.as_deref().map(str::to_owned),
@@ -106,43 +105,81 @@ fn export_cluster(c: &ClusterWindow) -> persisted::ClusterState {
     }
 }
 
+fn export_namespace(w: &NamespaceWindow) -> persisted::NamespaceState {
+    let totals = w
+        .totals
+        .0
+        .iter()
+        .map(|t| [t.used, t.requested, t.limit].map(|q| q.micros().to_string()))
+        .collect();
+    let mut groups: Vec<persisted::GroupState> = w
+        .groups
+        .iter()
+        .map(|((by, value), g)| persisted::GroupState {
+            by: by.to_string(),
+            value: value.to_string(),
+            state: export_namespace(g),
+        })
+        .collect();
+    groups.sort_by(|a, b| (&a.by, &a.value).cmp(&(&b.by, &b.value)));
+    persisted::NamespaceState {
+        totals,
+        revision: w.revision,
+        content_digest: w.content_digest.to_string(),
+        cost_micros: w.cost_micros,
+        groups,
+    }
+}
+
+fn quantity(text: &str) -> Result<Quantity, String> {
+    text.parse::<i128>()
+        .map(Quantity::from_micros)
+        .map_err(|e| format!("quantity {text:?}: {e}"))
+}
+
 fn import_cluster(state: persisted::ClusterState) -> Result<ClusterWindow, String> {
-    let q = |s: &str| {
-        s.parse::<i128>()
-            .map(Quantity::from_micros)
-            .map_err(|e| format!("quantity {s:?}: {e}"))
-    };
     let mut capacity = Capacity::default();
     for (slot, text) in capacity.0.iter_mut().zip(&state.capacity) {
-        *slot = q(text)?;
+        *slot = quantity(text)?;
     }
-    let mut namespaces = HashMap::new();
-    for (name, ns) in state.namespaces {
-        let mut totals = ResourceTotals::default();
-        for (slot, [used, requested, limit]) in totals.0.iter_mut().zip(&ns.totals) {
-            slot.used = q(used)?;
-            slot.requested = q(requested)?;
-            slot.limit = q(limit)?;
-        }
-        let content_digest = ns
-            .content_digest
-            .parse()
-            .map_err(|e| format!("digest: {e}"))?;
-        namespaces.insert(
-            Arc::from(name),
-            NamespaceWindow {
-                totals,
-                revision: ns.revision,
-                content_digest,
-                cost_micros: ns.cost_micros,
-            },
-        );
-    }
+    let namespaces = state
+        .namespaces
+        .into_iter()
+        .map(|(name, ns)| Ok((Arc::from(name), import_namespace(ns)?)))
+        .collect::<Result<HashMap<_, _>, String>>()?;
     Ok(ClusterWindow {
         cluster_name: state.cluster_name.map(Arc::from),
         capacity,
         namespaces,
         closed: state.closed,
         changed: false,
+    })
+}
+
+fn import_namespace(ns: persisted::NamespaceState) -> Result<NamespaceWindow, String> {
+    let mut totals = ResourceTotals::default();
+    for (slot, [used, requested, limit]) in totals.0.iter_mut().zip(&ns.totals) {
+        slot.used = quantity(used)?;
+        slot.requested = quantity(requested)?;
+        slot.limit = quantity(limit)?;
+    }
+    let content_digest = ns
+        .content_digest
+        .parse()
+        .map_err(|e| format!("digest: {e}"))?;
+    let groups = ns
+        .groups
+        .into_iter()
+        .map(|g| {
+            let key = (Arc::from(g.by), Arc::from(g.value));
+            Ok((key, import_namespace(g.state)?))
+        })
+        .collect::<Result<HashMap<_, _>, String>>()?;
+    Ok(NamespaceWindow {
+        totals,
+        groups,
+        revision: ns.revision,
+        content_digest,
+        cost_micros: ns.cost_micros,
     })
 }
