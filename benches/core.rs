@@ -697,6 +697,7 @@ fn bill_line(cluster: &str, name: &str, category: CostCategory, amount: i64) -> 
         start: BASE,
         end: BASE + WINDOWS as i64 * HOUR_MS,
         amount,
+        meter: None,
     }
 }
 
@@ -834,6 +835,7 @@ fn key_sample(cluster: &Arc<str>, namespace: &str, window: usize, n: u64) -> Sam
             (Resource::Memory, MeasurementKind::Usage, q(1e10)),
         ],
         groups: Vec::new(),
+        meters: Vec::new(),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod kafka;
 pub mod measure;
 pub mod metrics;
 pub mod pipeline;
+pub mod report;
 pub mod retry;
 pub mod sink;
 pub mod standard;

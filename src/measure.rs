@@ -2,6 +2,7 @@
 //! cost allocation. Pure values, no I/O.
 
 use std::ops::{Add, AddAssign, Sub};
+use std::sync::Arc;
 
 use crate::standard::limits::MAX_QUANTITY_UNITS;
 
@@ -241,4 +242,13 @@ mod tests {
         assert!(Quantity::from_units(MAX_QUANTITY_UNITS).is_some());
         assert_eq!(Quantity::from_units(2.5).unwrap().micros(), 2_500_000);
     }
+}
+
+/// Totals of one extension resource (`x-<vendor>-<name>`), in its own unit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MeterTotals {
+    /// The unit all its measurements share.
+    pub unit: Arc<str>,
+    /// Used, requested, limit.
+    pub totals: Totals,
 }

@@ -13,6 +13,29 @@ pub enum TimeError {
     /// More milliseconds after 1970 than an [`EpochMillis`] holds.
     #[error("a time beyond the epoch-millis range")]
     OutOfRange,
+    /// Neither RFC 3339 nor a date.
+    #[error("not an RFC 3339 time (2026-11-01T00:00:00Z) or a date (2026-11-01)")]
+    Unparsable,
+}
+
+/// An RFC 3339 time (`Z` or no offset = UTC), or a bare date meaning its start in UTC, as epoch
+/// milliseconds.
+///
+/// ```
+/// use usage_tracker::time::parse_utc;
+/// assert_eq!(parse_utc("2026-11-01"), parse_utc("2026-11-01T00:00:00Z"));
+/// assert_eq!(parse_utc("2026-11-01T01:00:00Z"), Ok(1_761_958_800_000));
+/// assert!(parse_utc("yesterday").is_err());
+/// ```
+pub fn parse_utc(text: &str) -> Result<EpochMillis, TimeError> {
+    let bytes = text.as_bytes();
+    let is_date = bytes.len() == 10 && bytes[4] == b'-' && bytes[7] == b'-';
+    let parsed = if is_date {
+        humantime::parse_rfc3339_weak(&format!("{text}T00:00:00Z"))
+    } else {
+        humantime::parse_rfc3339_weak(text)
+    };
+    epoch_ms(parsed.map_err(|_| TimeError::Unparsable)?)
 }
 
 /// `t` in UTC epoch milliseconds.
@@ -28,7 +51,7 @@ pub fn epoch_ms_clamped(t: SystemTime) -> EpochMillis {
     match epoch_ms(t) {
         Ok(ms) => ms,
         Err(TimeError::BeforeEpoch) => 0,
-        Err(TimeError::OutOfRange) => EpochMillis::MAX,
+        Err(TimeError::OutOfRange | TimeError::Unparsable) => EpochMillis::MAX,
     }
 }
 

@@ -3,10 +3,11 @@
 //! Without a broker (`--dry-run` prints the CostEvents): a malformed row, or one breaking the
 //! standard's limits, is reported with its file and line and nothing goes out (exit 1);
 //! `--partial` lets the complete lines through; the rows of a line that sum beyond an `i64` are an
-//! error naming the line; exporting a file twice gives the same lines.
+//! error naming the line; exporting a file twice gives the same lines; GPU SKUs become `gpu` lines.
 //!
 //! With the local stack (`scripts/stack.sh up && . target/stack/env`): what is actually on the
-//! cost topic afterwards, read back from it, and the rate card reading the usage topic.
+//! cost topic afterwards, read back from it, and the rate card reading the usage topic (GPU
+//! capacity priced as `gpu` lines).
 
 mod common;
 
@@ -18,7 +19,7 @@ use registry_standin::RunningRegistry;
 use serde_json::Value;
 use usage_tracker::kafka::TopicSpec;
 use usage_tracker::standard::wire::RecordDecoder;
-use usage_tracker::standard::{CostEvent, MeasurementKind, UsageEvent};
+use usage_tracker::standard::{CostEvent, Measurement, MeasurementKind, UsageEvent};
 
 /// 2026-11-02T00:00:00Z, the day of the rows.
 const NOV_2: i64 = 1_793_577_600_000;
@@ -272,6 +273,59 @@ fn a_line_without_a_cluster_takes_the_cluster_of_its_cost_scope() {
     // deploy/scenarios/single-user-gcp: [[cost_scopes]] ferrisdx-alice -> gke-single.
     assert_eq!(lines[0]["cluster_id"], "gke-single");
     assert_eq!(lines[0]["category"], "storage");
+}
+
+#[test]
+fn gpu_skus_are_exported_as_gpu_lines_and_cores_as_compute() {
+    let dir = tempfile::tempdir().unwrap();
+    let sku = |sku_id: &str, description: &str| {
+        row(0, "0.35").replace(
+            "CF4E-A0C7-E3BF,N2 Instance Core running in Frankfurt",
+            &format!("{sku_id},{description}"),
+        )
+    };
+    let rows = [
+        sku("039F-D0DA-4055", "Nvidia Tesla T4 GPU running in Americas"),
+        sku(
+            "7E2B-0A11-9C3D",
+            "NVIDIA L4 GPU attached to Spot Preemptible VMs running in Europe",
+        ),
+        sku(
+            "A360-7A19-4436",
+            "Commitment v1: Nvidia Tesla A100 GPU running in Americas for 1 Year",
+        ),
+        sku(
+            "2E27-4F75-95CD",
+            "N1 Predefined Instance Core running in Americas",
+        ),
+        sku(
+            "6C71-A1A9-4DBC",
+            "N1 Predefined Instance Ram running in Americas",
+        ),
+    ];
+    let output = export(&[], &bill(dir.path(), &rows));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut categories: Vec<(String, String)> = lines(&output)
+        .iter()
+        .map(|l| {
+            (
+                l["sku_id"].as_str().unwrap().to_owned(),
+                l["category"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    categories.sort();
+    let expected: Vec<(String, String)> = [
+        ("039F-D0DA-4055", "gpu"),
+        ("2E27-4F75-95CD", "compute"),
+        ("6C71-A1A9-4DBC", "memory"),
+        ("7E2B-0A11-9C3D", "gpu"),
+        ("A360-7A19-4436", "gpu"),
+    ]
+    .iter()
+    .map(|(id, c)| ((*id).to_owned(), (*c).to_owned()))
+    .collect();
+    assert_eq!(categories, expected);
 }
 
 // ---- against the local stack ----
@@ -547,4 +601,72 @@ async fn the_rate_card_refuses_on_an_undecodable_message_of_its_cluster_and_part
         "{}",
         stderr(&partial)
     );
+}
+
+#[tokio::test]
+async fn the_rate_card_prices_gpu_capacity_as_gpu_lines() {
+    let stack = Stack::new("export-rate-card-gpu").await;
+    let kafka = common::kafka();
+    let cluster = common::unique("onprem-gpu");
+    let card = stack.dir.path().join("card.toml");
+    std::fs::write(
+        &card,
+        format!(
+            "currency = \"EUR\"\nbilling_account = \"dc-test\"\ncluster_id = \"{cluster}\"\n\
+             [[node_pools]]\npool = \"*\"\ncpu_core_hour = \"0.02\"\ngpu_hour = \"1.45\"\n"
+        ),
+    )
+    .unwrap();
+    // Two hours of a node with 8 cores and 2 GPUs.
+    let events: Vec<UsageEvent> = (0..2)
+        .map(|h| {
+            let mut event = node_hour(&format!("g-{h}"), &cluster, NOV_2 + h * HOUR, 8.0);
+            event.measurements.push(Measurement {
+                resource: "gpu".into(),
+                kind: MeasurementKind::Capacity,
+                quantity: 2.0 * 3600.0,
+                unit: "gpu_seconds".into(),
+            });
+            event
+        })
+        .collect();
+    common::publish_records(&kafka, &stack.registry, &stack.usage_topic, &events, |e| {
+        e.subject.cluster_id.clone()
+    })
+    .await;
+    let output = stack
+        .export(&[
+            "rate-card",
+            "--dry-run",
+            "--from",
+            "2026-11-02T00:00:00Z",
+            "--to",
+            "2026-11-02T02:00:00Z",
+            "--card",
+            card.to_str().unwrap(),
+        ])
+        .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut printed: Vec<(String, i64, i64)> = lines(&output)
+        .iter()
+        .map(|l| {
+            (
+                l["category"].as_str().unwrap().to_owned(),
+                l["charge_period_start"].as_i64().unwrap(),
+                l["effective_cost_micros"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    printed.sort();
+    // 8 cores x 0.02 and 2 GPUs x 1.45 an hour.
+    let expected: Vec<(String, i64, i64)> = [
+        ("compute", NOV_2, 160_000),
+        ("compute", NOV_2 + HOUR, 160_000),
+        ("gpu", NOV_2, 2_900_000),
+        ("gpu", NOV_2 + HOUR, 2_900_000),
+    ]
+    .iter()
+    .map(|(c, t, a)| ((*c).to_owned(), *t, *a))
+    .collect();
+    assert_eq!(printed, expected);
 }

@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 use usage_tracker::standard::registry::{RegistryClient, RegistryError};
 use usage_tracker::standard::schemas::value_subject;
 use usage_tracker::standard::wire::{RecordDecoder, RecordEncoder};
-use usage_tracker::standard::{Measurement, StandardRecord, UsageEvent, WorkloadSubject};
+use usage_tracker::standard::{
+    CostCategory, Measurement, RecordCostStatus, StandardRecord, UsageEvent, WindowStatus,
+    WorkloadSubject,
+};
 
 mod v2 {
     use super::*;
@@ -33,6 +36,38 @@ mod v2 {
     }
 }
 use v2::UsageEvent as UsageEventV2;
+
+mod v1 {
+    use super::*;
+    use usage_tracker::standard::{CostCategory, RecordCostStatus, ResourceUsage, WindowStatus};
+
+    /// UsageRecord as schema version 1 had it (schemas/history/usage_record.v1.avsc).
+    #[derive(Debug, Clone, Serialize)]
+    pub struct UsageRecord {
+        pub cluster_id: String,
+        pub cluster_name: Option<String>,
+        pub namespace: String,
+        pub window_start: i64,
+        pub window_end: i64,
+        pub window_status: WindowStatus,
+        pub revision: i64,
+        pub resources: Vec<ResourceUsage>,
+        pub costs: Vec<AllocatedCost>,
+        pub cost_total_micros: i64,
+        pub currency: Option<String>,
+        pub cost_status: RecordCostStatus,
+    }
+
+    /// AllocatedCost of schema version 1.
+    #[derive(Debug, Clone, Serialize)]
+    pub struct AllocatedCost {
+        pub origin_source: String,
+        pub origin_id: String,
+        pub category: CostCategory,
+        pub allocated_ratio: f64,
+        pub allocated_cost_micros: i64,
+    }
+}
 
 fn v2_schema_json() -> &'static str {
     static TEXT: OnceLock<String> = OnceLock::new();
@@ -429,4 +464,93 @@ async fn schemas_take_the_registry_and_its_credentials_from_the_configuration_fi
         3,
         "nothing more on the configured registry"
     );
+}
+
+/// Schema version 2 of UsageRecord and CostEvent (cost sharing, groups, meters, the gpu
+/// category) evolves v1 as BACKWARD_TRANSITIVE asks: with v1 registered (from
+/// `schemas/history/`), `schemas check` accepts the built-in v2 and `schemas register` makes it
+/// version 2; v1 data reads with the v2 reader, the new fields at their defaults.
+#[tokio::test]
+async fn version_2_of_records_and_bills_is_compatible_with_the_registered_version_1() {
+    let registry = common::registry().await;
+    let url = registry.url();
+    let history = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/history");
+    let run = |args: Vec<String>| {
+        let output = tracker()
+            .args(&args)
+            .args(["--schema-registry-url", &url])
+            .output();
+        async move {
+            let output = output.await.unwrap();
+            (
+                output.status.code(),
+                String::from_utf8_lossy(&output.stdout).into_owned()
+                    + &String::from_utf8_lossy(&output.stderr),
+            )
+        }
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (code, v1) = run(args(&["schemas", "register", "--schema-dir", history])).await;
+    assert_eq!(code, Some(0), "{v1}");
+    let (code, check) = run(args(&["schemas", "check"])).await;
+    assert_eq!(code, Some(0), "{check}");
+    let (code, v2) = run(args(&["schemas", "register"])).await;
+    assert_eq!(code, Some(0), "{v2}");
+    let versions: Vec<(String, String)> = v2
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            (cells[0].to_owned(), cells[1].to_owned())
+        })
+        .collect();
+    assert!(
+        versions.contains(&("usage.records.v1-value".into(), "2".into()))
+            && versions.contains(&("cost.events.v1-value".into(), "2".into())),
+        "{v2}"
+    );
+
+    // A v1 record, written by a v1 tracker, read by this one.
+    let v1_schema = Schema::parse_str(
+        &std::fs::read_to_string(format!("{history}/usage_record.v1.avsc")).unwrap(),
+    )
+    .unwrap();
+    let v1_record = v1::UsageRecord {
+        cluster_id: "c".into(),
+        cluster_name: None,
+        namespace: "n".into(),
+        window_start: 0,
+        window_end: 3_600_000,
+        window_status: WindowStatus::Closed,
+        revision: 3,
+        resources: vec![],
+        costs: vec![v1::AllocatedCost {
+            origin_source: "//bill".into(),
+            origin_id: "l".into(),
+            category: CostCategory::Compute,
+            allocated_ratio: 1.0,
+            allocated_cost_micros: 5,
+        }],
+        cost_total_micros: 5,
+        currency: Some("EUR".into()),
+        cost_status: RecordCostStatus::Final,
+    };
+    let value = apache_avro::to_value(&v1_record)
+        .unwrap()
+        .resolve(&v1_schema)
+        .unwrap();
+    let bytes = apache_avro::to_avro_datum(&v1_schema, value).unwrap();
+    let read = apache_avro::from_avro_datum(
+        &v1_schema,
+        &mut bytes.as_slice(),
+        Some(usage_tracker::standard::UsageRecord::schema()),
+    )
+    .unwrap();
+    let record: usage_tracker::standard::UsageRecord = apache_avro::from_value(&read).unwrap();
+    assert_eq!((record.revision, record.cost_total_micros), (3, 5));
+    assert_eq!(
+        (record.group_by, record.own_cost_micros, record.shared),
+        (None, None, false)
+    );
+    assert_eq!(record.costs[0].shared_from, None);
 }

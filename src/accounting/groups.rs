@@ -8,18 +8,31 @@
 //! tagged with the namespace, say) is split evenly. Largest remainder, so for each dimension the
 //! groups' costs sum exactly to the namespace record's, entry by entry.
 
+use std::collections::BTreeMap;
 use std::slice;
+use std::sync::Arc;
 
 use crate::allocate::money::split_proportionally;
 use crate::allocate::{basis, usage_weight};
-use crate::measure::{Resource, ResourceTotals};
+use crate::measure::{MeterTotals, Resource, ResourceTotals};
 use crate::standard::{AllocatedCost, Micros, UsageRecord};
 use crate::window::{GroupKey, WindowStore};
+
+/// One group's usage in a window.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Group<'a> {
+    /// (dimension, value).
+    pub key: &'a GroupKey,
+    /// Standard resources.
+    pub totals: &'a ResourceTotals,
+    /// Extension resources.
+    pub meters: &'a BTreeMap<Arc<str>, MeterTotals>,
+}
 
 /// The records of `groups` (all of one dimension, each value once) of `namespace`'s record.
 pub(super) fn group_records(
     namespace: &UsageRecord,
-    groups: &[(&GroupKey, &ResourceTotals)],
+    groups: &[Group<'_>],
     other_weights: &[(Resource, u32)],
 ) -> Vec<UsageRecord> {
     let mut costs: Vec<Vec<AllocatedCost>> = vec![Vec::new(); groups.len()];
@@ -40,7 +53,8 @@ pub(super) fn group_records(
     groups
         .iter()
         .zip(costs)
-        .map(|(&((by, value), totals), costs)| {
+        .map(|(group, costs)| {
+            let (by, value) = group.key;
             let sum = |keep: fn(&AllocatedCost) -> bool| -> Micros {
                 costs
                     .iter()
@@ -51,7 +65,11 @@ pub(super) fn group_records(
             UsageRecord {
                 group_by: Some(by.to_string()),
                 group_value: Some(value.to_string()),
-                resources: WindowStore::resource_usage(totals),
+                resources: {
+                    let mut lines = WindowStore::resource_usage(group.totals);
+                    lines.extend(WindowStore::meter_usage(group.meters));
+                    lines
+                },
                 cost_total_micros: sum(|_| true),
                 own_cost_micros: Some(sum(|c| c.shared_from.is_none())),
                 shared_cost_micros: Some(sum(|c| {
@@ -72,9 +90,20 @@ pub(super) fn group_records(
 /// One cost entry's (micros, ratio) per group.
 fn split_entry(
     entry: &AllocatedCost,
-    groups: &[(&GroupKey, &ResourceTotals)],
+    groups: &[Group<'_>],
     other_weights: &[(Resource, u32)],
 ) -> Vec<(Micros, f64)> {
+    if let Some(meter) = &entry.meter {
+        let weights: Vec<u128> = groups
+            .iter()
+            .map(|g| {
+                g.meters.get(meter.as_str()).map_or(0, |m| {
+                    u128::try_from(m.totals.allocated().micros()).unwrap_or(0)
+                })
+            })
+            .collect();
+        return split_by(entry, entry.allocated_cost_micros, 1.0, &weights);
+    }
     // (resources, policy weight) of each part of the entry.
     let parts: Vec<(&[Resource], u32)> = match basis(entry.category) {
         Some(resources) => vec![(resources, 1)],
@@ -94,25 +123,48 @@ fn split_entry(
     let amounts = split_proportionally(entry.allocated_cost_micros, &part_weights);
     let mut out = vec![(0, 0.0); groups.len()];
     for ((resources, weight), amount) in parts.iter().zip(amounts) {
-        let mut weights: Vec<u128> = groups
+        let weights: Vec<u128> = groups
             .iter()
-            .map(|(_, t)| resources.iter().map(|&r| usage_weight(t, r)).sum())
+            .map(|g| resources.iter().map(|&r| usage_weight(g.totals, r)).sum())
             .collect();
-        if weights.iter().all(|&w| w == 0) {
-            weights = vec![1; groups.len()];
-        }
-        let total: u128 = weights.iter().sum();
         let fraction = f64::from(*weight) / part_total as f64;
-        for ((slot, micros), w) in out
+        for (slot, part) in out
             .iter_mut()
-            .zip(split_proportionally(amount, &weights))
-            .zip(&weights)
+            .zip(split_by(entry, amount, fraction, &weights))
         {
-            slot.0 += micros;
-            slot.1 += entry.allocated_ratio * fraction * (*w as f64 / total as f64);
+            slot.0 += part.0;
+            slot.1 += part.1;
         }
     }
     out
+}
+
+/// `amount` (a `fraction` of `entry`) split by `weights`, evenly when they are all zero:
+/// (micros, ratio) per group.
+fn split_by(
+    entry: &AllocatedCost,
+    amount: Micros,
+    fraction: f64,
+    weights: &[u128],
+) -> Vec<(Micros, f64)> {
+    let even;
+    let weights = if weights.iter().all(|&w| w == 0) {
+        even = vec![1; weights.len()];
+        &even
+    } else {
+        weights
+    };
+    let total: u128 = weights.iter().sum();
+    split_proportionally(amount, weights)
+        .into_iter()
+        .zip(weights)
+        .map(|(micros, w)| {
+            (
+                micros,
+                entry.allocated_ratio * fraction * (*w as f64 / total as f64),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -132,6 +184,7 @@ mod tests {
             allocated_ratio: 0.5,
             allocated_cost_micros: micros,
             shared_from: from.map(str::to_owned),
+            meter: None,
         }
     }
 
@@ -169,6 +222,16 @@ mod tests {
         totals
     }
 
+    const NO_METERS: &BTreeMap<Arc<str>, MeterTotals> = &BTreeMap::new();
+
+    fn group<'a>(key: &'a GroupKey, totals: &'a ResourceTotals) -> Group<'a> {
+        Group {
+            key,
+            totals,
+            meters: NO_METERS,
+        }
+    }
+
     fn key(value: &str) -> GroupKey {
         (
             Arc::from("label:hub.jupyter.org/username"),
@@ -192,7 +255,7 @@ mod tests {
             entry(CostCategory::Other, 101, None),
         ]);
         let weights = [(Resource::Cpu, 1), (Resource::Memory, 1)];
-        let groups = group_records(&record, &[(&ka, &alice), (&kb, &bob)], &weights);
+        let groups = group_records(&record, &[group(&ka, &alice), group(&kb, &bob)], &weights);
         let micros: Vec<Vec<Micros>> = groups
             .iter()
             .map(|g| g.costs.iter().map(|c| c.allocated_cost_micros).collect())
@@ -214,7 +277,7 @@ mod tests {
         let (ka, kb) = (key("a"), key("b"));
         let empty = totals(&[]);
         let record = namespace(vec![entry(CostCategory::Storage, 5, None)]);
-        let groups = group_records(&record, &[(&ka, &empty), (&kb, &empty)], &[]);
+        let groups = group_records(&record, &[group(&ka, &empty), group(&kb, &empty)], &[]);
         let micros: Vec<Micros> = groups.iter().map(|g| g.cost_total_micros).collect();
         assert_eq!(micros, vec![3, 2]);
     }
@@ -243,7 +306,7 @@ mod tests {
             let record = namespace(entries.iter().map(|&(c, m)| entry(c, m, None)).collect());
             let keys: Vec<GroupKey> = (0..usage.len()).map(|i| key(&format!("u{i}"))).collect();
             let totals: Vec<ResourceTotals> = usage.iter().map(|u| totals(u)).collect();
-            let groups: Vec<(&GroupKey, &ResourceTotals)> = keys.iter().zip(&totals).collect();
+            let groups: Vec<Group<'_>> = keys.iter().zip(&totals).map(|(k, t)| group(k, t)).collect();
             let out = group_records(&record, &groups, &weights);
             prop_assert_eq!(out.len(), groups.len());
             for (i, e) in record.costs.iter().enumerate() {

@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use crate::allocate::{Charge, ClusterWindow, CostAllocator, NamespaceShare, IDLE, UNALLOCATED};
 use crate::ingest::DeadLetterReason;
-use crate::measure::{Quantity, Resource, ResourceTotals};
+use crate::measure::{MeterTotals, Quantity, Resource, ResourceTotals};
 use crate::standard::{
     AllocatedCost, EpochMillis, Micros, RecordCostStatus, ResourceUsage, UsageRecord,
 };
 use crate::window::{
-    Admission, ClusterWindowView, CostLedger, CostLine, GroupKey, LedgerChange, LedgerRefusal,
+    Admission, ClusterWindowView, CostLedger, CostLine, LedgerChange, LedgerRefusal,
     PersistedWindow, Sample, WindowKey, WindowStore,
 };
 
@@ -164,6 +164,12 @@ impl Accountant {
         }
     }
 
+    /// Re-drafts every window starting in `[from, to)` that is still held (within retention) at
+    /// the next checkpoint, under the allocation rules in force now; returns how many.
+    pub fn recompute(&mut self, from: EpochMillis, to: EpochMillis) -> usize {
+        self.store.touch_range(from, to)
+    }
+
     /// Moves the watermark: closes windows, evicts expired ones and the bills only they used.
     pub fn advance_to(&mut self, watermark: EpochMillis) -> Vec<(Arc<str>, EpochMillis)> {
         let evicted = self.store.advance_to(watermark);
@@ -249,20 +255,25 @@ impl Accountant {
             .filter(|(n, _)| !is_reserved(n))
             .map(|(n, t)| (n.as_ref(), *t))
             .collect();
+        let meters: Vec<(&str, &BTreeMap<Arc<str>, MeterTotals>)> =
+            view.meters.iter().map(|(n, m)| (n.as_ref(), *m)).collect();
         let mut charges = self.ledger.charges(view.cluster_id, view.window_start);
         if let Some(card) = &self.rate_card {
-            // Estimates only for the categories no bill line covers yet.
-            let billed: Vec<_> = charges.iter().map(|c| c.category).collect();
-            let estimates = card.estimate(&usage, view.capacity);
-            charges.extend(
-                estimates
-                    .into_iter()
-                    .filter(|e| !billed.contains(&e.category)),
-            );
+            // Estimates only for the categories and meters no bill line covers yet.
+            let billed: Vec<_> = charges
+                .iter()
+                .map(|c| (c.meter.clone(), c.category))
+                .collect();
+            let estimates = card.estimate(&usage, view.capacity, &meters);
+            charges.extend(estimates.into_iter().filter(|e| match &e.meter {
+                Some(_) => !billed.iter().any(|(meter, _)| meter == &e.meter),
+                None => !billed.contains(&(None, e.category)),
+            }));
         }
         let window = ClusterWindow {
             namespaces: &usage,
             capacity: view.capacity,
+            meters: &meters,
         };
         let own = self.allocator.allocate(&window, &charges);
         let present: Vec<&str> = usage.iter().map(|(n, _)| *n).collect();
@@ -284,12 +295,18 @@ impl Accountant {
             .map(|namespace| {
                 let resources = match namespace {
                     IDLE => idle.clone(),
-                    _ => view
-                        .namespaces
-                        .iter()
-                        .find(|(n, _)| n.as_ref() == namespace)
-                        .map(|(_, t)| WindowStore::resource_usage(t))
-                        .unwrap_or_default(),
+                    _ => {
+                        let mut lines = view
+                            .namespaces
+                            .iter()
+                            .find(|(n, _)| n.as_ref() == namespace)
+                            .map(|(_, t)| WindowStore::resource_usage(t))
+                            .unwrap_or_default();
+                        if let Some((_, m)) = meters.iter().find(|(n, _)| *n == namespace) {
+                            lines.extend(WindowStore::meter_usage(m));
+                        }
+                        lines
+                    }
                 };
                 let mut record = record(view, namespace, resources, &charges, &shares);
                 let own_cost = own
@@ -314,14 +331,18 @@ impl Accountant {
         view: &ClusterWindowView<'_>,
         record: &UsageRecord,
     ) -> Vec<UsageRecord> {
-        let mine: Vec<(&GroupKey, &ResourceTotals)> = view
+        let mine: Vec<groups::Group<'_>> = view
             .groups
             .iter()
-            .filter(|(n, _, _)| n.as_ref() == record.namespace)
-            .map(|&(_, g, t)| (g, t))
+            .filter(|(n, _, _, _)| n.as_ref() == record.namespace)
+            .map(|&(_, key, totals, meters)| groups::Group {
+                key,
+                totals,
+                meters,
+            })
             .collect();
         let weights = &self.allocator.policy().other_weights;
-        mine.chunk_by(|a, b| a.0 .0 == b.0 .0)
+        mine.chunk_by(|a, b| a.key.0 == b.key.0)
             .flat_map(|dimension| groups::group_records(record, dimension, weights))
             .collect()
     }
@@ -476,6 +497,7 @@ mod tests {
                 .map(|&(kind, units)| (Resource::Cpu, kind, Quantity::from_units(units).unwrap()))
                 .collect(),
             groups: Vec::new(),
+            meters: Vec::new(),
         }
     }
 
@@ -492,6 +514,7 @@ mod tests {
             start: 0,
             end: H,
             amount,
+            meter: None,
         }
     }
 
@@ -613,6 +636,92 @@ mod tests {
     }
 
     #[test]
+    fn any_meter_is_counted_priced_and_split_by_its_own_usage() {
+        use MeasurementKind::*;
+        let card = RateCard {
+            currency: "EUR".into(),
+            cpu_core_hour_micros: 0,
+            memory_gib_hour_micros: 0,
+            storage_gib_hour_micros: 0,
+            gpu_hour_micros: 0,
+            meters: BTreeMap::from([(
+                "x-ferrisdx-presto_query_seconds".to_owned(),
+                pricing::MeterPrice {
+                    unit: "seconds".into(),
+                    unit_micros: 20,
+                },
+            )]),
+        };
+        let mut books = accountant(Some(card));
+        let presto = |key: u128, namespace: &str, user: &str, seconds: f64| {
+            let mut s = sample(key, Some(namespace), 0, H, &[]);
+            s.quantities.clear();
+            s.meters = vec![(
+                Arc::from("x-ferrisdx-presto_query_seconds"),
+                Arc::from("seconds"),
+                Usage,
+                Quantity::from_units(seconds).unwrap(),
+            )];
+            s.groups = vec![(Arc::from("label:user"), Arc::from(user))];
+            s
+        };
+        books.usage(&presto(1, "project-a", "alice", 300.0));
+        books.usage(&presto(2, "project-a", "bob", 100.0));
+        books.usage(&presto(3, "project-b", "carol", 600.0));
+        // Another unit for the same meter in the same cluster window is refused whole.
+        let mut minutes = presto(4, "project-b", "carol", 1.0);
+        minutes.meters[0].1 = Arc::from("minutes");
+        assert_eq!(
+            books.usage(&minutes),
+            Admission::MeterRefused(crate::window::MeterRefusal::UnitMismatch)
+        );
+        // 1000 seconds x 20 micros = 20 000, split 400:600.
+        let records = books.take_checkpoint().records;
+        let find_group = |namespace: &str, user: Option<&str>| {
+            records
+                .iter()
+                .find(|r| r.namespace == namespace && r.group_value.as_deref() == user)
+                .unwrap()
+        };
+        let a = find_group("project-a", None);
+        assert_eq!(a.cost_total_micros, 8_000);
+        assert_eq!(a.resources[0].resource, "x-ferrisdx-presto_query_seconds");
+        assert_eq!(
+            (a.resources[0].unit.as_str(), a.resources[0].used),
+            ("seconds", 400.0)
+        );
+        assert_eq!(
+            a.costs[0].meter.as_deref(),
+            Some("x-ferrisdx-presto_query_seconds")
+        );
+        assert_eq!(find_group("project-b", None).cost_total_micros, 12_000);
+        assert_eq!(
+            find_group("project-a", Some("alice")).cost_total_micros,
+            6_000
+        );
+        assert_eq!(
+            find_group("project-a", Some("bob")).cost_total_micros,
+            2_000
+        );
+
+        // A bill line naming the meter replaces the estimate, apportioned the same way.
+        let line = CostLine {
+            id: "presto-license".into(),
+            category: CostCategory::License,
+            meter: Some("x-ferrisdx-presto_query_seconds".into()),
+            ..bill(1, 1_000_001)
+        };
+        assert_eq!(books.cost(line), CostAdmission::Applied);
+        let records = books.take_checkpoint().records;
+        let a = find(&records, "project-a");
+        assert_eq!(a.costs.len(), 1);
+        assert_eq!(a.costs[0].origin_id, "presto-license");
+        // 1 000 001 x 0.4 = 400 000.4, x 0.6 = 600 000.6: the leftover unit to the larger rest.
+        assert_eq!(a.cost_total_micros, 400_000);
+        assert_eq!(find(&records, "project-b").cost_total_micros, 600_001);
+    }
+
+    #[test]
     fn estimates_become_final_revisions_and_corrections_replace() {
         use MeasurementKind::*;
         let card = RateCard {
@@ -620,6 +729,8 @@ mod tests {
             cpu_core_hour_micros: 36_000,
             memory_gib_hour_micros: 0,
             storage_gib_hour_micros: 0,
+            gpu_hour_micros: 0,
+            meters: BTreeMap::new(),
         };
         let mut books = accountant(Some(card));
         assert_eq!(

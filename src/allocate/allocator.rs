@@ -8,10 +8,11 @@
 
 use std::collections::BTreeMap;
 use std::slice;
+use std::sync::Arc;
 
 use super::money::split_proportionally;
 use super::SharingPolicy;
-use crate::measure::{Capacity, Resource, ResourceTotals};
+use crate::measure::{Capacity, MeterTotals, Resource, ResourceTotals};
 use crate::standard::records::{AllocatedCost, CostCategory, CostStatus, Micros};
 
 /// Reserved namespace for the cost of capacity that no namespace allocated.
@@ -36,6 +37,8 @@ pub struct Charge {
     pub namespace: Option<String>,
     /// The in-window amount, micro-units; negative for credits.
     pub amount: Micros,
+    /// Extension resource the charge is apportioned by, instead of its category.
+    pub meter: Option<String>,
 }
 
 /// Usage of one cluster in one window.
@@ -45,6 +48,8 @@ pub struct ClusterWindow<'a> {
     pub namespaces: &'a [(&'a str, &'a ResourceTotals)],
     /// Cluster capacity (node allocatable x time); zero when unknown.
     pub capacity: &'a Capacity,
+    /// Extension usage of the namespaces that have any (for charges that name a meter).
+    pub meters: &'a [(&'a str, &'a BTreeMap<Arc<str>, MeterTotals>)],
 }
 
 /// What happens to the cost of capacity that no namespace allocated.
@@ -100,7 +105,7 @@ pub struct NamespaceShare {
 /// let mut b = ResourceTotals::default();
 /// b.get_mut(Resource::Cpu).requested = Quantity::from_units(1.0).unwrap();
 /// let namespaces = [("a", &a), ("b", &b)];
-/// let window = ClusterWindow { namespaces: &namespaces, capacity: &Capacity::default() };
+/// let window = ClusterWindow { namespaces: &namespaces, capacity: &Capacity::default(), meters: &[] };
 /// let charge = Charge {
 ///     origin_source: "gcp".into(),
 ///     origin_id: "line-1".into(),
@@ -162,6 +167,9 @@ impl CostAllocator {
         window: &ClusterWindow<'n>,
         charge: &Charge,
     ) -> BTreeMap<&'n str, Tally> {
+        if let Some(meter) = &charge.meter {
+            return split_by_meter(window, charge.amount, meter);
+        }
         let parts = self.parts(charge.category, charge.amount);
         if parts.is_empty() {
             return BTreeMap::from([(UNALLOCATED, Tally::whole(charge.amount))]);
@@ -306,6 +314,40 @@ fn split_part<'n>(window: &ClusterWindow<'n>, part: &Part<'_>, idle: IdleCost) -
         .collect()
 }
 
+/// A charge that names an extension resource, split by each namespace's allocated quantity of
+/// it; `__unallocated__` when nobody has any (extensions have no capacity, hence no idle).
+fn split_by_meter<'n>(
+    window: &ClusterWindow<'n>,
+    amount: Micros,
+    meter: &str,
+) -> BTreeMap<&'n str, Tally> {
+    let mut weights: BTreeMap<&'n str, u128> = BTreeMap::new();
+    for &(namespace, meters) in window.meters {
+        let weight = meters
+            .get(meter)
+            .map_or(0, |m| non_negative(m.totals.allocated().micros()));
+        *weights.entry(namespace).or_default() += weight;
+    }
+    weights.retain(|_, w| *w > 0);
+    let total: u128 = weights.values().sum();
+    if total == 0 {
+        return BTreeMap::from([(UNALLOCATED, Tally::whole(amount))]);
+    }
+    let amounts = split_proportionally(amount, &weights.values().copied().collect::<Vec<_>>());
+    weights
+        .into_iter()
+        .zip(amounts)
+        .map(|((namespace, weight), micros)| {
+            let tally = Tally {
+                micros,
+                ratio: weight as f64 / total as f64,
+                weighted: true,
+            };
+            (namespace, tally)
+        })
+        .collect()
+}
+
 /// Each namespace's weight for `resources`, by name (so the split ignores input order).
 fn namespace_weights<'n>(
     namespaces: &[(&'n str, &ResourceTotals)],
@@ -353,6 +395,7 @@ fn share(charge: &Charge, namespace: &str, tally: &Tally) -> NamespaceShare {
             allocated_ratio: tally.ratio,
             allocated_cost_micros: tally.micros,
             shared_from: None,
+            meter: charge.meter.clone(),
         },
     }
 }
@@ -395,6 +438,7 @@ mod tests {
             currency: "EUR".into(),
             namespace: None,
             amount,
+            meter: None,
         }
     }
 
@@ -407,6 +451,7 @@ mod tests {
         let window = ClusterWindow {
             namespaces,
             capacity,
+            meters: &[],
         };
         CostAllocator::new(policy).allocate(&window, charges)
     }
@@ -467,6 +512,7 @@ mod tests {
                     allocated_ratio: 1.0,
                     allocated_cost_micros: 500,
                     shared_from: None,
+                    meter: None,
                 },
             }]
         );

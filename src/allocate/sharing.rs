@@ -203,6 +203,7 @@ mod tests {
                 allocated_ratio: ratio,
                 allocated_cost_micros: micros,
                 shared_from: None,
+                meter: None,
             },
         }
     }

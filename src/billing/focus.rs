@@ -14,7 +14,7 @@
 //! | `charge_period_start/end` | ChargePeriodStart / ChargePeriodEnd (ISO 8601, date-only allowed) |
 //! | `billed_cost_micros` / `effective_cost_micros` | BilledCost / EffectiveCost, exact from the decimal text |
 //! | `billing_currency` | BillingCurrency, upper-cased, three letters |
-//! | `category` | [`CategoryRules::category`]`(provider, ServiceName, ChargeDescription or else SkuId)` |
+//! | `category` | [`CategoryRules::category`]`(provider, ServiceName, ChargeDescription, else SkuMeter, else x_SkuMeterName, else SkuId)` |
 //! | `cost_status` | `final` |
 //! | `service_name` / `sku_id` / `resource_id` | ServiceName / SkuId / ResourceId |
 //! | `labels` | Tags (a JSON object; values that are not strings as their JSON text) |
@@ -23,8 +23,9 @@
 //!
 //! The category is looked up by ChargeDescription because that is the readable SKU text that the
 //! rules match: GCP's FOCUS view puts `sku.description` there ("N2 Instance Core running in
-//! Frankfurt"), while SkuId is an opaque id on both clouds (Azure: a meter GUID). SkuId is used
-//! only when ChargeDescription is empty.
+//! Frankfurt"), while SkuId is an opaque id on both clouds (Azure: a meter GUID). When
+//! ChargeDescription is empty the meter name is used (SkuMeter, or Azure's x_SkuMeterName: "NC6s
+//! v3", which is what the Azure GPU VM rules match), and SkuId only without one.
 //!
 //! The id hashes BillingAccountId, SubAccountId, ResourceId, ServiceName, SkuId, SkuPriceId,
 //! ChargeCategory, ChargeClass, ChargeDescription, ChargePeriodStart/End (epoch millis), RegionId
@@ -228,12 +229,9 @@ fn to_event(row: &Row<'_>, options: &ExportOptions) -> Result<CostEvent, String>
     let tags = tags(row.get("Tags"))?;
     let cluster_id = first_tag(&tags, CLUSTER_TAGS).map(|name| options.cluster_id(name));
     let namespace = first_tag(&tags, NAMESPACE_TAGS).map(str::to_owned);
-    let description = row.get("ChargeDescription").or_else(|| row.get("SkuId"));
-    let category = options.categories.category(
-        &provider,
-        row.text("ServiceName"),
-        description.unwrap_or_default(),
-    );
+    let category = options
+        .categories
+        .category(&provider, row.text("ServiceName"), sku_text(row));
     Ok(CostEvent {
         specversion: SPEC_VERSION.into(),
         id: identity(row, start, end, &tags),
@@ -257,7 +255,17 @@ fn to_event(row: &Row<'_>, options: &ExportOptions) -> Result<CostEvent, String>
         sku_id: row.owned("SkuId"),
         resource_id: row.owned("ResourceId"),
         labels: tags,
+        meter: None,
     })
+}
+
+/// The SKU text the category rules match: ChargeDescription, else the meter name (FOCUS 1.1+
+/// SkuMeter, Azure's FOCUS 1.0 x_SkuMeterName: "NC6s v3"), else SkuId.
+fn sku_text<'r>(row: &'r Row<'_>) -> &'r str {
+    ["ChargeDescription", "SkuMeter", "x_SkuMeterName", "SkuId"]
+        .into_iter()
+        .find_map(|column| row.get(column))
+        .unwrap_or_default()
 }
 
 fn charge_period(row: &Row<'_>) -> Result<(EpochMillis, EpochMillis), String> {
@@ -461,6 +469,66 @@ mod tests {
             event.charge_period_end - event.charge_period_start,
             3_600_000
         );
+    }
+
+    #[test]
+    fn azure_gpu_vm_rows_are_gpu_and_other_vms_compute() {
+        // An AKS GPU node pool (NCasT4_v3) and a general one, as the FOCUS export writes them.
+        let gpu_pool = azure_vm_row("12.624", "", AKS_TAGS)
+            .replace("D4s v5,Usage-Based", "NC4as T4 v3,Usage-Based")
+            .replace(",Virtual Machines,D4s v5", ",Virtual Machines,NC4as T4 v3");
+        let spot = gpu_pool.replace("NC4as T4 v3", "NC8as T4 v3 Spot");
+        let text = format!(
+            "{AZURE_HEADER}\n{gpu_pool}\n{spot}\n{}\n",
+            azure_vm_row("4.608", "", AKS_TAGS)
+        );
+        let categories: Vec<CostCategory> = all_ok(&text).iter().map(|e| e.category).collect();
+        assert_eq!(
+            categories,
+            [CostCategory::Gpu, CostCategory::Gpu, CostCategory::Compute]
+        );
+    }
+
+    #[test]
+    fn without_charge_description_the_meter_name_is_matched() {
+        let header = "BillingAccountId,ProviderName,ServiceName,ChargeDescription,SkuMeter,x_SkuMeterName,SkuId,ChargePeriodStart,ChargePeriodEnd,BilledCost,EffectiveCost,BillingCurrency";
+        let row = |description: &str, meter: &str, x_meter: &str| {
+            format!("{ACCOUNT},Microsoft,Virtual Machines,{description},{meter},{x_meter},DZH318Z0BQ4L,2026-11-20,2026-11-21,1,1,EUR")
+        };
+        let rows = [
+            row("", "NC6s v3", ""),           // FOCUS 1.1+: SkuMeter
+            row("", "", "ND96asr v4"),        // Azure FOCUS 1.0: x_SkuMeterName
+            row("NVadsA10 v5", "D4s v5", ""), // ChargeDescription first
+            row("D4s v5", "NC6s v3", ""),     // ... either way
+            row("", "", ""),                  // SkuId, an opaque id: the service's rule
+        ];
+        let events = all_ok(&format!("{header}\n{}\n", rows.join("\n")));
+        let categories: Vec<CostCategory> = events.iter().map(|e| e.category).collect();
+        assert_eq!(
+            categories,
+            [
+                CostCategory::Gpu,
+                CostCategory::Gpu,
+                CostCategory::Gpu,
+                CostCategory::Compute,
+                CostCategory::Compute
+            ]
+        );
+    }
+
+    #[test]
+    fn a_gcp_focus_view_gpu_row_is_gpu() {
+        let header = "BillingAccountId,ProviderName,ServiceName,ChargeDescription,SkuId,ChargePeriodStart,ChargePeriodEnd,BilledCost,EffectiveCost,BillingCurrency";
+        let row = |sku: &str| {
+            format!("01A2B3-C4D5E6-F7A8B9,Google Cloud,Compute Engine,{sku},039F-D0DA-4055,2026-11-20T10:00:00Z,2026-11-20T11:00:00Z,0.35,0.35,USD")
+        };
+        let text = format!(
+            "{header}\n{}\n{}\n",
+            row("Nvidia Tesla T4 GPU running in Americas"),
+            row("N1 Predefined Instance Core running in Americas")
+        );
+        let categories: Vec<CostCategory> = all_ok(&text).iter().map(|e| e.category).collect();
+        assert_eq!(categories, [CostCategory::Gpu, CostCategory::Compute]);
     }
 
     #[test]

@@ -423,6 +423,7 @@ fn to_event(row: &GcpRow, options: &ExportOptions) -> Result<CostEvent, String> 
         sku_id: non_empty(&row.sku.id),
         resource_id: non_empty(&row.resource.name),
         labels,
+        meter: None,
     })
 }
 
@@ -603,6 +604,50 @@ mod tests {
         assert_eq!(event.labels["k8s-label/app"], "jupyterhub");
         assert_eq!(event.time, EXPORTED_AT);
         assert_eq!(event.revision, EXPORTED_AT, "one revision per export");
+    }
+
+    #[test]
+    fn the_gpus_of_a_gke_gpu_node_are_gpu_and_its_cores_compute() {
+        // A g2-standard-8 node: one L4 GPU, its cores and ram, and a committed T4 elsewhere.
+        let node = |sku_id: &str, sku: &str| {
+            gke_core_row("0.7", "2026-11-20 14:03:12 UTC")
+                .replace("BB77-5FDA-5A3F", sku_id)
+                .replace("N2 Instance Core running in Frankfurt", sku)
+                .replace("n2-standard-8", "g2-standard-8")
+        };
+        let cases = [
+            (
+                node("CF9A-2EC6-1D42", "Nvidia L4 GPU running in Frankfurt"),
+                CostCategory::Gpu,
+            ),
+            (
+                node(
+                    "7E2B-0A11-9C3D",
+                    "NVIDIA L4 GPU attached to Spot Preemptible VMs running in Europe",
+                ),
+                CostCategory::Gpu,
+            ),
+            (
+                node(
+                    "A360-7A19-4436",
+                    "Commitment v1: Nvidia Tesla T4 GPU running in Americas for 3 Years",
+                ),
+                CostCategory::Gpu,
+            ),
+            (
+                node("0C5E-2B1A-77F1", "G2 Instance Core running in Frankfurt"),
+                CostCategory::Compute,
+            ),
+            (
+                node("5D1F-0B0E-1B2C", "G2 Instance Ram running in Frankfurt"),
+                CostCategory::Memory,
+            ),
+        ];
+        for (row, category) in cases {
+            let event = only(&row, GcpFormat::JsonLines);
+            assert_eq!(event.category, category, "{row}");
+            assert_eq!(event.namespace.as_deref(), Some("team-a"));
+        }
     }
 
     #[test]

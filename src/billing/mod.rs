@@ -411,6 +411,7 @@ mod tests {
             sku_id: None,
             resource_id: None,
             labels: BTreeMap::new(),
+            meter: None,
         }
     }
 

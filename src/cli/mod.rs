@@ -5,6 +5,7 @@ mod elastic;
 mod export_costs;
 mod generate;
 mod publish;
+mod recompute;
 mod report;
 mod run;
 mod schemas;
@@ -55,6 +56,8 @@ enum Command {
     Run(run::RunArgs),
     /// Print per-namespace usage and cost for a period.
     Report(report::ReportArgs),
+    /// Re-draft past windows under the current configuration (after changing `[sharing]`).
+    Recompute(recompute::RecomputeArgs),
     /// Publish synthetic demo input.
     Generate(generate::GenerateArgs),
     /// Register or check the Usage Tracking Standard's schemas.
@@ -89,6 +92,7 @@ impl Cli {
         match self.command {
             Command::Run(args) => args.run().await,
             Command::Report(args) => args.run().await,
+            Command::Recompute(args) => args.run().await,
             Command::Generate(args) => args.run().await,
             Command::Schemas(command) => command.run().await,
             Command::Elastic(args) => args.run().await,

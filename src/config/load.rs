@@ -97,6 +97,14 @@ pub(super) fn schema_example() -> Settings {
             cpu_core_hour_micros: 0,
             memory_gib_hour_micros: 0,
             storage_gib_hour_micros: 0,
+            gpu_hour_micros: 0,
+            meters: BTreeMap::from([(
+                MAP_ENTRY.to_owned(),
+                crate::accounting::pricing::MeterPrice {
+                    unit: String::new(),
+                    unit_micros: 0,
+                },
+            )]),
         }),
         cost_scopes: vec![CostScope::default()],
         ..Settings::default()

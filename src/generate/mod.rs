@@ -323,6 +323,7 @@ fn bill_line(
         sku_id: None,
         resource_id: None,
         labels: BTreeMap::new(),
+        meter: None,
     }
 }
 

@@ -180,6 +180,7 @@ pub fn usage_sample(
     }
     let namespace = event.subject.namespace.as_deref().filter(|n| !n.is_empty());
     let mut quantities = Vec::with_capacity(event.measurements.len());
+    let mut meters = Vec::new();
     for m in &event.measurements {
         let quantity = Quantity::from_units(m.quantity).ok_or_else(|| {
             Rejection::new(
@@ -191,7 +192,24 @@ pub fn usage_sample(
             )
         })?;
         let Some(resource) = Resource::parse(&m.resource) else {
-            continue; // An extension resource: valid, not accounted (yet).
+            if is_meter(&m.resource) && m.kind != MeasurementKind::Capacity {
+                if let Some(namespace) = namespace {
+                    if m.unit.is_empty() {
+                        return Err(Rejection::new(
+                            InvalidEvent,
+                            format!("{} in namespace {namespace:?} has no unit", m.resource),
+                        ));
+                    }
+                    meters.push((
+                        Arc::from(m.resource.as_str()),
+                        Arc::from(m.unit.as_str()),
+                        m.kind,
+                        quantity,
+                    ));
+                }
+            }
+            // Other names, and cluster-scoped extension figures, are valid and not accounted.
+            continue;
         };
         if m.unit != resource.unit() {
             return Err(Rejection::new(
@@ -225,7 +243,7 @@ pub fn usage_sample(
         }
         quantities.push((resource, m.kind, quantity));
     }
-    if quantities.is_empty() {
+    if quantities.is_empty() && meters.is_empty() {
         return Ok(Intake::Empty);
     }
     Ok(Intake::Accepted(Sample {
@@ -237,7 +255,16 @@ pub fn usage_sample(
         end: event.end,
         quantities,
         groups: Vec::new(),
+        meters,
     }))
+}
+
+/// Whether `resource` names an extension the tracker accounts: `x-<vendor>-<name>` (§4.1).
+pub fn is_meter(resource: &str) -> bool {
+    resource
+        .strip_prefix("x-")
+        .and_then(|rest| rest.split_once('-'))
+        .is_some_and(|(vendor, name)| !vendor.is_empty() && !name.is_empty())
 }
 
 /// Validates a cost event and resolves the cluster it is allocated in.
@@ -275,6 +302,12 @@ pub fn cost_line(
         ));
     }
     limits::check_cost_event(event)?;
+    if let Some(meter) = event.meter.as_deref().filter(|m| !is_meter(m)) {
+        return Err(Rejection::new(
+            InvalidEvent,
+            format!("meter {meter:?} is not an extension resource x-<vendor>-<name>"),
+        ));
+    }
     if event.charge_period_start > now.saturating_add(limits::MAX_CHARGE_LEAD_MS) {
         return Err(Rejection::new(
             FutureTimestamp,
@@ -300,6 +333,7 @@ pub fn cost_line(
         start: event.charge_period_start,
         end: event.charge_period_end,
         amount: event.effective_cost_micros,
+        meter: event.meter.clone(),
     }))
 }
 
@@ -514,6 +548,7 @@ mod tests {
             sku_id: None,
             resource_id: None,
             labels: BTreeMap::new(),
+            meter: None,
         };
         let scope = |account: &str, cluster: &str| CostScope {
             account: account.into(),

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::assignment::TrackerConsumer;
 use super::Pipeline;
@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::retry::{Backoff, Transience};
 use crate::sink::outbox::OutboxMessage;
 use crate::sink::postgres::{CommitError, PartitionPosition};
+use crate::sink::recompute::{self, RecomputeRequest};
 use crate::standard::{EpochMillis, WindowStatus};
 use crate::time::now_ms;
 
@@ -78,9 +79,14 @@ impl Pipeline {
         slot_id: i32,
     ) -> anyhow::Result<()> {
         let window = self.config.window;
+        let recomputes = self.pending_recomputes(slot_id).await;
         let Some(slot) = self.slots.get_mut(&slot_id) else {
             return Ok(());
         };
+        let recomputed: Vec<(i64, usize)> = recomputes
+            .iter()
+            .map(|r| (r.id, slot.accountant.recompute(r.from_ms, r.to_ms)))
+            .collect();
         if let Some(w) =
             slot.watermarks
                 .advance(now_ms(), window.allowed_lateness_ms, window.idle_timeout_ms)
@@ -175,6 +181,14 @@ impl Pipeline {
             }
         }
         self.observe_checkpoint(slot_id, &checkpoint, newest_event);
+        for (id, windows) in recomputed {
+            // After the commit: a crash before this line only makes the next owner redo it,
+            // which re-drafts the same content and so emits nothing new.
+            match recompute::done(self.postgres.pool(), slot_id, id, windows as i64).await {
+                Ok(()) => info!(slot = slot_id, request = id, windows, "recomputed"),
+                Err(error) => warn!(%error, request = id, "recording a recompute as done"),
+            }
+        }
         // Also in the group's offsets, so standard Kafka tooling shows the lag (Postgres stays
         // the source of truth).
         let mut tpl = TopicPartitionList::new();
@@ -185,6 +199,17 @@ impl Pipeline {
             warn!(%error, "committing offsets to the group (monitoring only)");
         }
         Ok(())
+    }
+
+    /// Recompute requests the slot has not taken up; none when the database cannot say now
+    /// (the next checkpoint asks again).
+    async fn pending_recomputes(&self, slot_id: i32) -> Vec<RecomputeRequest> {
+        recompute::pending(self.postgres.pool(), slot_id)
+            .await
+            .unwrap_or_else(|error| {
+                warn!(%error, "reading recompute requests");
+                Vec::new()
+            })
     }
 
     fn observe_checkpoint(

@@ -38,7 +38,7 @@ use crate::sink::postgres::{CommitError, PostgresSink};
 use crate::standard::wire::{RecordDecoder, WireError};
 use crate::standard::{CostEvent, UsageEvent};
 use crate::time::now_ms;
-use crate::window::Admission;
+use crate::window::{Admission, MeterRefusal, MAX_METERS_PER_CLUSTER_WINDOW};
 
 use assignment::{subscribe, AssignmentChange, TrackerConsumer};
 use slot::{PartitionKey, Slot};
@@ -443,6 +443,29 @@ impl Pipeline {
                 self.metrics.late.inc();
             }
             Admission::Duplicate => self.metrics.duplicates.inc(),
+            Admission::MeterRefused(refusal) => {
+                let meters: Vec<String> = sample
+                    .meters
+                    .iter()
+                    .map(|(meter, unit, _, _)| format!("{meter} ({unit})"))
+                    .collect();
+                let (reason, rule) = match refusal {
+                    MeterRefusal::UnitMismatch => (
+                        DeadLetterReason::InvalidEvent,
+                        "an extension resource has one unit per cluster window".to_owned(),
+                    ),
+                    MeterRefusal::TooMany => (
+                        DeadLetterReason::OutOfRange,
+                        format!(
+                            "a cluster window holds at most {MAX_METERS_PER_CLUSTER_WINDOW} extension resources"
+                        ),
+                    ),
+                };
+                return Err(Rejection {
+                    reason,
+                    detail: format!("{rule}; this event measures {}", meters.join(", ")),
+                });
+            }
             Admission::TooLate => {
                 return Err(Rejection {
                     reason: DeadLetterReason::TooLate,

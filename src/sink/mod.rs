@@ -3,3 +3,4 @@
 pub mod kafka;
 pub mod outbox;
 pub mod postgres;
+pub mod recompute;

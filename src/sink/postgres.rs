@@ -1,4 +1,5 @@
-//! PostgreSQL: the `usage_records` table the admin UI reads, and the checkpoint store.
+//! PostgreSQL: the `usage_records` table the admin UI reads, and the checkpoint store. Report
+//! queries over the table are in [`crate::report`].
 //!
 //! A checkpoint is one transaction: records, window state, dedup keys, bill lines, evictions and
 //! the input offsets they cover. Either all of it is there after a crash or none of it, so a
@@ -15,6 +16,9 @@ use crate::standard::{CostCategory, CostStatus, EpochMillis, UsageRecord};
 use crate::window::{CostLine, PersistedWindow};
 
 use super::outbox::{self, OutboxMessage, Pending};
+
+pub use crate::report::{NamespaceTotals, ReportRow, TotalsLevel};
+use crate::report::{ReportBy, ReportQuery};
 
 /// Where one input partition stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +135,7 @@ impl PostgresSink {
                 .collect();
         let cost_lines = sqlx::query(
             "SELECT source, id, revision, cluster_id, namespace, category, status, currency, period_start,
-                    period_end, amount_micros
+                    period_end, amount_micros, meter
              FROM tracker_cost_lines WHERE slot = $1",
         )
         .bind(slot)
@@ -150,6 +154,7 @@ impl PostgresSink {
             start: r.get(8),
             end: r.get(9),
             amount: r.get(10),
+            meter: r.get(11),
         })
         .collect();
         let restored = RestoredState {
@@ -246,18 +251,21 @@ async fn upsert_records(
             memory_used_byte_seconds, memory_requested_byte_seconds, memory_limit_byte_seconds,
             memory_allocated_byte_seconds, memory_unused_byte_seconds,
             storage_used_byte_seconds, network_rx_bytes, network_tx_bytes, gpu_used_gpu_seconds,
-            resources, costs, cost_total, currency, cost_status, updated_at)
+            resources, costs, cost_total, currency, cost_status, updated_at,
+            group_by, group_value, own_cost, shared_cost, idle_cost, shared)
         SELECT c, n, to_timestamp(ws / 1000.0), to_timestamp(we / 1000.0), cn, st, rev,
                cu, cr, cl, ca, cun, mu, mr, ml, ma, mun, su, nrx, ntx, gu,
-               res::jsonb, cost::jsonb, total::numeric / 1000000, cur, cs, now()
+               res::jsonb, cost::jsonb, total::numeric / 1000000, cur, cs, now(),
+               gb, gv, own::numeric / 1000000, sc::numeric / 1000000, ic::numeric / 1000000, sh
         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[],
                     $8::float8[], $9::float8[], $10::float8[], $11::float8[], $12::float8[],
                     $13::float8[], $14::float8[], $15::float8[], $16::float8[], $17::float8[],
                     $18::float8[], $19::float8[], $20::float8[], $21::float8[],
-                    $22::text[], $23::text[], $24::bigint[], $25::text[], $26::text[])
+                    $22::text[], $23::text[], $24::bigint[], $25::text[], $26::text[],
+                    $27::text[], $28::text[], $29::bigint[], $30::bigint[], $31::bigint[], $32::bool[])
              AS t(c, n, ws, we, cn, st, rev, cu, cr, cl, ca, cun, mu, mr, ml, ma, mun, su, nrx, ntx, gu,
-                  res, cost, total, cur, cs)
-        ON CONFLICT (cluster_id, namespace, window_start) DO UPDATE SET
+                  res, cost, total, cur, cs, gb, gv, own, sc, ic, sh)
+        ON CONFLICT (cluster_id, namespace, window_start, group_by, group_value) DO UPDATE SET
             window_end = excluded.window_end, cluster_name = excluded.cluster_name,
             status = excluded.status, revision = excluded.revision,
             cpu_used_core_seconds = excluded.cpu_used_core_seconds,
@@ -274,7 +282,9 @@ async fn upsert_records(
             network_rx_bytes = excluded.network_rx_bytes, network_tx_bytes = excluded.network_tx_bytes,
             gpu_used_gpu_seconds = excluded.gpu_used_gpu_seconds,
             resources = excluded.resources, costs = excluded.costs, cost_total = excluded.cost_total,
-            currency = excluded.currency, cost_status = excluded.cost_status, updated_at = excluded.updated_at
+            currency = excluded.currency, cost_status = excluded.cost_status, updated_at = excluded.updated_at,
+            own_cost = excluded.own_cost, shared_cost = excluded.shared_cost,
+            idle_cost = excluded.idle_cost, shared = excluded.shared
         WHERE usage_records.revision <= excluded.revision
         "#,
     )
@@ -304,6 +314,12 @@ async fn upsert_records(
     .bind(cols.cost_total)
     .bind(cols.currency)
     .bind(cols.cost_status)
+    .bind(cols.group_by)
+    .bind(cols.group_value)
+    .bind(cols.own_cost)
+    .bind(cols.shared_cost)
+    .bind(cols.idle_cost)
+    .bind(cols.shared)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -318,13 +334,17 @@ async fn delete_records(
         return Ok(());
     }
     sqlx::query(
-        "DELETE FROM usage_records r USING unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS t(c, n, ws, rev)
+        "DELETE FROM usage_records r
+         USING unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[])
+             AS t(c, n, ws, gb, gv, rev)
          WHERE r.cluster_id = t.c AND r.namespace = t.n AND r.window_start = to_timestamp(t.ws / 1000.0)
-           AND r.revision <= t.rev",
+           AND r.group_by = t.gb AND r.group_value = t.gv AND r.revision <= t.rev",
     )
     .bind(records.iter().map(|r| r.cluster_id.clone()).collect::<Vec<_>>())
     .bind(records.iter().map(|r| r.namespace.clone()).collect::<Vec<_>>())
     .bind(records.iter().map(|r| r.window_start).collect::<Vec<_>>())
+    .bind(records.iter().map(group_by).collect::<Vec<_>>())
+    .bind(records.iter().map(group_value).collect::<Vec<_>>())
     .bind(records.iter().map(|r| r.revision).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
@@ -348,6 +368,23 @@ struct RecordColumns {
     cost_total: Vec<i64>,
     currency: Vec<Option<String>>,
     cost_status: Vec<String>,
+    group_by: Vec<String>,
+    group_value: Vec<String>,
+    own_cost: Vec<Option<i64>>,
+    shared_cost: Vec<i64>,
+    idle_cost: Vec<i64>,
+    shared: Vec<bool>,
+}
+
+/// `group_by` column of a record: `''` for a namespace record (the column is in the key, so it
+/// is never NULL).
+fn group_by(record: &UsageRecord) -> String {
+    record.group_by.clone().unwrap_or_default()
+}
+
+/// `group_value` column of a record: `''` for a namespace record.
+fn group_value(record: &UsageRecord) -> String {
+    record.group_value.clone().unwrap_or_default()
 }
 
 impl RecordColumns {
@@ -390,6 +427,12 @@ impl RecordColumns {
         self.cost_total.push(r.cost_total_micros);
         self.currency.push(r.currency.clone());
         self.cost_status.push(enum_text(&r.cost_status));
+        self.group_by.push(group_by(r));
+        self.group_value.push(group_value(r));
+        self.own_cost.push(r.own_cost_micros);
+        self.shared_cost.push(r.shared_cost_micros.unwrap_or(0));
+        self.idle_cost.push(r.idle_cost_micros.unwrap_or(0));
+        self.shared.push(r.shared);
     }
 }
 
@@ -455,14 +498,15 @@ async fn save_cost_lines(
     let num = |f: fn(&CostLine) -> i64| lines.iter().map(f).collect::<Vec<_>>();
     sqlx::query(
         "INSERT INTO tracker_cost_lines (slot, source, id, revision, cluster_id, namespace, category, status,
-                                         currency, period_start, period_end, amount_micros)
+                                         currency, period_start, period_end, amount_micros, meter)
          SELECT $12, * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-                                   $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[])
+                                   $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[],
+                                   $13::text[])
          ON CONFLICT (slot, source, id) DO UPDATE SET
             revision = excluded.revision, cluster_id = excluded.cluster_id, namespace = excluded.namespace,
             category = excluded.category, status = excluded.status, currency = excluded.currency,
             period_start = excluded.period_start, period_end = excluded.period_end,
-            amount_micros = excluded.amount_micros",
+            amount_micros = excluded.amount_micros, meter = excluded.meter",
     )
     .bind(col(|l| l.source.clone()))
     .bind(col(|l| l.id.clone()))
@@ -476,6 +520,7 @@ async fn save_cost_lines(
     .bind(num(|l| l.end))
     .bind(num(|l| l.amount))
     .bind(slot)
+    .bind(lines.iter().map(|l| l.meter.clone()).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -552,75 +597,13 @@ async fn save_positions(
     Ok(())
 }
 
-/// What a row of [`PostgresSink::namespace_totals`] sums.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TotalsLevel {
-    /// One namespace of one cluster (including `__idle__` and `__unallocated__`).
-    Namespace,
-    /// All selected namespaces of one cluster, in one currency.
-    Cluster,
-    /// All selected clusters, in one currency.
-    Grand,
-}
-
-/// Usage and cost over a period: one namespace, one cluster's total or the grand total, always
-/// in one currency.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NamespaceTotals {
-    /// What the row sums.
-    pub level: TotalsLevel,
-    /// Cluster; `None` for a grand total.
-    pub cluster_id: Option<String>,
-    /// Namespace; `None` for cluster and grand totals.
-    pub namespace: Option<String>,
-    /// Currency; `None` only for windows without a price that cannot be given one (see
-    /// `docs/ui-integration.md`).
-    pub currency: Option<String>,
-    /// Windows summed: records for a namespace, distinct (cluster, window) for totals.
-    pub windows: i64,
-    /// Of these, windows still open (their figures can change).
-    pub open_windows: i64,
-    /// CPU used, core-hours.
-    pub cpu_used_core_hours: f64,
-    /// CPU requested, core-hours.
-    pub cpu_requested_core_hours: f64,
-    /// CPU allocated, core-hours.
-    pub cpu_allocated_core_hours: f64,
-    /// Memory used, GiB-hours.
-    pub memory_used_gib_hours: f64,
-    /// Memory requested, GiB-hours.
-    pub memory_requested_gib_hours: f64,
-    /// Memory allocated, GiB-hours.
-    pub memory_allocated_gib_hours: f64,
-    /// Cost, as an exact decimal string with 6 decimals (Postgres `numeric`, summed there).
-    pub cost: String,
-    /// Least certain cost status of the windows: `unpriced` if any window is unpriced, else
-    /// `estimated` if any is estimated, else `final`.
-    pub cost_status: String,
-}
-
-impl NamespaceTotals {
-    /// `namespace`, `idle`, `unallocated`, `cluster_total` or `total`.
-    pub fn kind(&self) -> &'static str {
-        match (self.level, self.namespace.as_deref()) {
-            (TotalsLevel::Grand, _) => "total",
-            (TotalsLevel::Cluster, _) => "cluster_total",
-            (TotalsLevel::Namespace, Some(crate::allocate::IDLE)) => "idle",
-            (TotalsLevel::Namespace, Some(crate::allocate::UNALLOCATED)) => "unallocated",
-            (TotalsLevel::Namespace, _) => "namespace",
-        }
-    }
-}
+/// The key of a stored record: cluster, namespace, window start (epoch ms), `group_by` and
+/// `group_value` (both `''` for a namespace record).
+pub type RecordKey = (String, String, EpochMillis, String, String);
 
 impl PostgresSink {
-    /// Usage and cost of windows starting in `[from, to)` (open bounds when `None`), per
-    /// (cluster, currency, namespace), with a total per (cluster, currency) and per currency.
-    ///
-    /// Sorted by cluster and currency; within them namespaces by name, then `__idle__`,
-    /// `__unallocated__` and the cluster total; the grand totals come last. Money is summed in
-    /// Postgres (`numeric`), never across currencies. An unpriced window (no currency) counts
-    /// under its cluster's currency when the cluster's priced windows in the period all have
-    /// the same one, as in the `usage_daily` view.
+    /// Usage and cost per namespace with totals: [`crate::report::report`] by namespace (the
+    /// report queries live in [`crate::report`], apart from this sink).
     pub async fn namespace_totals(
         &self,
         from: Option<EpochMillis>,
@@ -628,86 +611,48 @@ impl PostgresSink {
         cluster: Option<&str>,
         namespace: Option<&str>,
     ) -> Result<Vec<NamespaceTotals>, sqlx::Error> {
-        let rows = sqlx::query(
-            "WITH period AS (
-                 SELECT * FROM usage_records
-                 WHERE ($1::bigint IS NULL OR window_start >= to_timestamp($1 / 1000.0))
-                   AND ($2::bigint IS NULL OR window_start < to_timestamp($2 / 1000.0))
-                   AND ($3::text IS NULL OR cluster_id = $3)
-             ), cluster_currency AS (
-                 SELECT cluster_id,
-                        CASE WHEN min(currency) = max(currency) THEN min(currency) END AS only_currency
-                 FROM period GROUP BY cluster_id
-             ), selected AS (
-                 SELECT p.*, coalesce(p.currency, c.only_currency) AS cur
-                 FROM period p JOIN cluster_currency c USING (cluster_id)
-                 WHERE $4::text IS NULL OR p.namespace = $4
-             )
-             SELECT GROUPING(cluster_id, namespace)::int4, cluster_id, namespace, cur,
-                    count(DISTINCT (cluster_id, window_start)),
-                    count(DISTINCT (cluster_id, window_start)) FILTER (WHERE status = 'open'),
-                    sum(cpu_used_core_seconds) / 3600, sum(cpu_requested_core_seconds) / 3600,
-                    sum(cpu_allocated_core_seconds) / 3600,
-                    sum(memory_used_byte_seconds) / 3600 / 1073741824,
-                    sum(memory_requested_byte_seconds) / 3600 / 1073741824,
-                    sum(memory_allocated_byte_seconds) / 3600 / 1073741824,
-                    sum(cost_total)::text,
-                    CASE WHEN bool_or(cost_status = 'unpriced') THEN 'unpriced'
-                         WHEN bool_or(cost_status = 'estimated') THEN 'estimated'
-                         ELSE 'final' END
-             FROM selected
-             GROUP BY GROUPING SETS ((cluster_id, cur, namespace), (cluster_id, cur), (cur))
-             ORDER BY GROUPING(cluster_id), cluster_id, cur NULLS LAST, GROUPING(namespace),
-                      namespace IN ('__idle__', '__unallocated__'), namespace",
-        )
-        .bind(from)
-        .bind(to)
-        .bind(cluster)
-        .bind(namespace)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| NamespaceTotals {
-                level: match r.get::<i32, _>(0) {
-                    0 => TotalsLevel::Namespace,
-                    1 => TotalsLevel::Cluster,
-                    _ => TotalsLevel::Grand,
-                },
-                cluster_id: r.get(1),
-                namespace: r.get(2),
-                currency: r.get(3),
-                windows: r.get(4),
-                open_windows: r.get(5),
-                cpu_used_core_hours: r.get(6),
-                cpu_requested_core_hours: r.get(7),
-                cpu_allocated_core_hours: r.get(8),
-                memory_used_gib_hours: r.get(9),
-                memory_requested_gib_hours: r.get(10),
-                memory_allocated_gib_hours: r.get(11),
-                cost: r.get(12),
-                cost_status: r.get(13),
-            })
-            .collect())
+        let query = ReportQuery {
+            from,
+            to,
+            cluster: cluster.map(str::to_owned),
+            namespace: namespace.map(str::to_owned),
+            by: ReportBy::Namespace,
+        };
+        crate::report::report(&self.pool, &query).await
     }
 
-    /// The current row of every record, keyed, for comparisons in tests and tools.
+    /// The current row of every namespace record, keyed by (cluster, namespace, window start),
+    /// for comparisons in tests and tools: (status, revision, resources, cost_total).
     pub async fn snapshot(
         &self,
     ) -> Result<BTreeMap<(String, String, i64), (String, i64, String, String)>, sqlx::Error> {
+        Ok(self
+            .snapshot_records(false)
+            .await?
+            .into_iter()
+            .map(|((cluster, namespace, start, _, _), row)| ((cluster, namespace, start), row))
+            .collect())
+    }
+
+    /// As [`Self::snapshot`] with the full key, group records included when `groups`.
+    pub async fn snapshot_records(
+        &self,
+        groups: bool,
+    ) -> Result<BTreeMap<RecordKey, (String, i64, String, String)>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT cluster_id, namespace, (extract(epoch from window_start) * 1000)::bigint, status, revision,
-                    resources::text, cost_total::text
-             FROM usage_records",
+            "SELECT cluster_id, namespace, (extract(epoch from window_start) * 1000)::bigint,
+                    group_by, group_value, status, revision, resources::text, cost_total::text
+             FROM usage_records WHERE $1 OR group_by = ''",
         )
+        .bind(groups)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
             .map(|r| {
                 (
-                    (r.get(0), r.get(1), r.get(2)),
-                    (r.get(3), r.get(4), r.get(5), r.get(6)),
+                    (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)),
+                    (r.get(5), r.get(6), r.get(7), r.get(8)),
                 )
             })
             .collect())

@@ -373,6 +373,7 @@ mod tests {
             sku_id: None,
             resource_id: None,
             labels: Default::default(),
+            meter: None,
         }
     }
 

@@ -144,6 +144,9 @@ pub struct CostEvent {
     pub resource_id: Option<String>,
     /// Provider labels of the line.
     pub labels: BTreeMap<String, String>,
+    /// Extension resource the line is apportioned by, instead of its category.
+    #[serde(default)]
+    pub meter: Option<String>,
 }
 
 impl CostEvent {
@@ -274,6 +277,9 @@ pub struct AllocatedCost {
     /// of the charge cost sharing moved to this record.
     #[serde(default)]
     pub shared_from: Option<String>,
+    /// The extension resource the origin charge is apportioned by, if it names one.
+    #[serde(default)]
+    pub meter: Option<String>,
 }
 
 /// Whether a window can still grow.

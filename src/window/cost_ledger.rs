@@ -36,6 +36,8 @@ pub struct CostLine {
     pub end: EpochMillis,
     /// EffectiveCost in micro-units.
     pub amount: Micros,
+    /// Extension resource the line is apportioned by, instead of its category.
+    pub meter: Option<String>,
 }
 
 /// What an upsert changed: the (cluster, window start) pairs whose cost must be re-allocated.
@@ -280,6 +282,7 @@ impl CostLedger {
                     currency: line.currency.clone(),
                     namespace: line.namespace.clone(),
                     amount: stored.pieces[at].1,
+                    meter: line.meter.clone(),
                 })
             })
             .collect()
@@ -333,6 +336,7 @@ mod tests {
 
     fn line(id: &str, revision: i64, amount: Micros) -> CostLine {
         CostLine {
+            meter: None,
             source: "//gcp-billing/acct".into(),
             id: id.into(),
             revision,

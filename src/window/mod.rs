@@ -10,5 +10,8 @@ mod watermark;
 pub use cost_ledger::{CostLedger, CostLine, LedgerChange, LedgerRefusal};
 pub use persist::persisted::ClusterState as PersistedWindow;
 pub use spec::{WindowConfig, WindowSpec};
-pub use store::{Admission, ClusterWindowView, GroupKey, Revision, Sample, WindowKey, WindowStore};
+pub use store::{
+    Admission, ClusterWindowView, GroupKey, MeterQuantity, MeterRefusal, Meters, Revision, Sample,
+    WindowKey, WindowStore, MAX_METERS_PER_CLUSTER_WINDOW,
+};
 pub use watermark::Watermarks;

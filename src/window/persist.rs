@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::store::{ClusterWindow, DedupHasher, NamespaceWindow, WindowStore};
-use crate::measure::{Capacity, Quantity, ResourceTotals};
+use crate::measure::{Capacity, MeterTotals, Quantity, ResourceTotals, Totals};
 use crate::standard::EpochMillis;
 
 /// The window state as persisted in checkpoints.
@@ -24,6 +24,9 @@ pub mod persisted {
         /// Groups of the namespace's workloads (`[aggregation]`), each with its own state.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pub groups: Vec<GroupState>,
+        /// Extension resources: (name, unit, [used, requested, limit]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub meters: Vec<(String, String, [String; 3])>,
     }
 
     /// One group of a namespace.
@@ -122,12 +125,25 @@ fn export_namespace(w: &NamespaceWindow) -> persisted::NamespaceState {
         })
         .collect();
     groups.sort_by(|a, b| (&a.by, &a.value).cmp(&(&b.by, &b.value)));
+    let meters = w
+        .meters
+        .iter()
+        .map(|(name, m)| {
+            let t = &m.totals;
+            (
+                name.to_string(),
+                m.unit.to_string(),
+                [t.used, t.requested, t.limit].map(|q| q.micros().to_string()),
+            )
+        })
+        .collect();
     persisted::NamespaceState {
         totals,
         revision: w.revision,
         content_digest: w.content_digest.to_string(),
         cost_micros: w.cost_micros,
         groups,
+        meters,
     }
 }
 
@@ -147,10 +163,16 @@ fn import_cluster(state: persisted::ClusterState) -> Result<ClusterWindow, Strin
         .into_iter()
         .map(|(name, ns)| Ok((Arc::from(name), import_namespace(ns)?)))
         .collect::<Result<HashMap<_, _>, String>>()?;
+    let meter_units = namespaces
+        .values()
+        .flat_map(|n: &NamespaceWindow| n.meters.iter())
+        .map(|(name, m)| (name.clone(), m.unit.clone()))
+        .collect();
     Ok(ClusterWindow {
         cluster_name: state.cluster_name.map(Arc::from),
         capacity,
         namespaces,
+        meter_units,
         closed: state.closed,
         changed: false,
     })
@@ -175,9 +197,23 @@ fn import_namespace(ns: persisted::NamespaceState) -> Result<NamespaceWindow, St
             Ok((key, import_namespace(g.state)?))
         })
         .collect::<Result<HashMap<_, _>, String>>()?;
+    let meters = ns
+        .meters
+        .into_iter()
+        .map(|(name, unit, [used, requested, limit])| {
+            let totals = Totals {
+                used: quantity(&used)?,
+                requested: quantity(&requested)?,
+                limit: quantity(&limit)?,
+            };
+            let unit = Arc::from(unit);
+            Ok((Arc::from(name), MeterTotals { unit, totals }))
+        })
+        .collect::<Result<_, String>>()?;
     Ok(NamespaceWindow {
         totals,
         groups,
+        meters,
         revision: ns.revision,
         content_digest,
         cost_micros: ns.cost_micros,

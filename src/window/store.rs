@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::measure::{Capacity, Quantity, Resource, ResourceTotals};
+use crate::measure::{Capacity, MeterTotals, Quantity, Resource, ResourceTotals, Totals};
 use crate::standard::{EpochMillis, MeasurementKind, ResourceUsage, WindowStatus};
 
 use super::WindowConfig;
@@ -28,10 +28,32 @@ pub struct Sample {
     /// The groups of the namespace the sample also counts in, one per configured dimension
     /// (`[aggregation]`); empty when none is configured.
     pub groups: Vec<GroupKey>,
+    /// Extension resources (`x-<vendor>-<name>`, any meter) with their units; namespaced
+    /// usage, requests and limits only.
+    pub meters: Vec<MeterQuantity>,
 }
 
 /// A group of workloads inside a namespace: (`label:<key>` or `workload`, value).
 pub type GroupKey = (Arc<str>, Arc<str>);
+
+/// Extension resources' totals, by name.
+pub type Meters = BTreeMap<Arc<str>, MeterTotals>;
+
+/// One extension measurement: (meter, unit, kind, quantity).
+pub type MeterQuantity = (Arc<str>, Arc<str>, MeasurementKind, Quantity);
+
+/// The most extension resources one cluster window holds (standard §3.8): each is a column of
+/// every record, so a producer inventing names cannot grow the state without bound.
+pub const MAX_METERS_PER_CLUSTER_WINDOW: usize = 64;
+
+/// Why a sample's extension measurements cannot be counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeterRefusal {
+    /// A meter already counted in the cluster window in another unit.
+    UnitMismatch,
+    /// The cluster window holds [`MAX_METERS_PER_CLUSTER_WINDOW`] meters already.
+    TooMany,
+}
 
 /// What happened to a sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +66,8 @@ pub enum Admission {
     Duplicate,
     /// Older than the retention horizon: goes to the dead-letter topic.
     TooLate,
+    /// Its extension measurements break a rule of the cluster window: dead-lettered whole.
+    MeterRefused(MeterRefusal),
 }
 
 /// A new revision of a record.
@@ -73,6 +97,8 @@ pub(crate) struct NamespaceWindow {
     pub(crate) totals: ResourceTotals,
     /// Usage per group of the namespace's workloads; empty for groups themselves.
     pub(crate) groups: HashMap<GroupKey, NamespaceWindow>,
+    /// Extension resources, by name.
+    pub(crate) meters: BTreeMap<Arc<str>, MeterTotals>,
     /// Last emitted revision and a digest of its content.
     pub(crate) revision: i64,
     pub(crate) content_digest: u64,
@@ -85,6 +111,8 @@ pub(crate) struct ClusterWindow {
     pub(crate) cluster_name: Option<Arc<str>>,
     pub(crate) capacity: Capacity,
     pub(crate) namespaces: HashMap<Arc<str>, NamespaceWindow>,
+    /// The unit of every extension resource counted in the window.
+    pub(crate) meter_units: BTreeMap<Arc<str>, Arc<str>>,
     pub(crate) closed: bool,
     /// Usage, capacity, bills or status changed since the last emission.
     pub(crate) changed: bool,
@@ -179,8 +207,10 @@ pub struct ClusterWindowView<'a> {
     pub capacity: &'a Capacity,
     /// Namespaces with usage, sorted by name.
     pub namespaces: Vec<(&'a Arc<str>, &'a ResourceTotals)>,
-    /// (namespace, group, usage) of every group, sorted.
-    pub groups: Vec<(&'a Arc<str>, &'a GroupKey, &'a ResourceTotals)>,
+    /// (namespace, group, usage, extension usage) of every group, sorted.
+    pub groups: Vec<(&'a Arc<str>, &'a GroupKey, &'a ResourceTotals, &'a Meters)>,
+    /// Extension usage of the namespaces that have any, sorted by namespace.
+    pub meters: Vec<(&'a Arc<str>, &'a Meters)>,
 }
 
 impl WindowStore {
@@ -219,6 +249,11 @@ impl WindowStore {
         if self.is_expired(first_window) {
             return Admission::TooLate;
         }
+        if !sample.meters.is_empty() {
+            if let Err(refusal) = self.check_meters(sample, first_window) {
+                return Admission::MeterRefused(refusal);
+            }
+        }
         if !self
             .seen
             .entry(first_window)
@@ -228,7 +263,7 @@ impl WindowStore {
             return Admission::Duplicate;
         }
         self.unsaved_seen.push((first_window, sample.dedup_key));
-        if sample.quantities.is_empty() {
+        if sample.quantities.is_empty() && sample.meters.is_empty() {
             return Admission::Applied; // Nothing to count, no window to open.
         }
         // The windows of `spec.pieces(start, end)`, walked without collecting them: almost every
@@ -269,6 +304,45 @@ impl WindowStore {
         } else {
             Admission::Applied
         }
+    }
+
+    /// Whether the sample's meters fit every cluster window it touches: one unit per meter,
+    /// at most [`MAX_METERS_PER_CLUSTER_WINDOW`] meters.
+    fn check_meters(&self, sample: &Sample, first_window: EpochMillis) -> Result<(), MeterRefusal> {
+        let spec = self.config.spec;
+        let last_window = spec.start_of(sample.end.max(sample.start + 1) - 1);
+        let mut window = first_window;
+        while window <= last_window {
+            let units = self
+                .windows
+                .get(&window)
+                .and_then(|c| c.get(&sample.cluster_id))
+                .map(|c| &c.meter_units);
+            let mut new: Vec<&Arc<str>> = Vec::new();
+            for (meter, unit, _, _) in &sample.meters {
+                match units.and_then(|u| u.get(meter)) {
+                    Some(known) if known != unit => return Err(MeterRefusal::UnitMismatch),
+                    Some(_) => {}
+                    None => {
+                        if let Some(&(_, first_unit, _, _)) =
+                            sample.meters.iter().find(|m| &m.0 == meter).as_ref()
+                        {
+                            if first_unit != unit {
+                                return Err(MeterRefusal::UnitMismatch);
+                            }
+                        }
+                        if !new.contains(&meter) {
+                            new.push(meter);
+                        }
+                    }
+                }
+            }
+            if units.map_or(0, BTreeMap::len) + new.len() > MAX_METERS_PER_CLUSTER_WINDOW {
+                return Err(MeterRefusal::TooMany);
+            }
+            window = spec.end_of(window);
+        }
+        Ok(())
     }
 
     /// Adds the sample's quantities, each scaled by `share`, to one window: one look-up of the
@@ -315,6 +389,19 @@ impl WindowStore {
         let cluster = self.cluster_window_mut(&id, window_start);
         cluster.changed = true;
         cluster.closed |= closed;
+    }
+
+    /// Marks every cluster window starting in `[from, to)` as changed, so that the next
+    /// emission re-drafts it under the rules in force now. Returns how many there are.
+    pub fn touch_range(&mut self, from: EpochMillis, to: EpochMillis) -> usize {
+        let mut touched = 0;
+        for clusters in self.windows.range_mut(from..to.max(from)).map(|(_, c)| c) {
+            for cluster in clusters.values_mut() {
+                cluster.changed = true;
+                touched += 1;
+            }
+        }
+        touched
     }
 
     /// Closes the windows the watermark has passed and evicts those past retention.
@@ -379,9 +466,20 @@ impl WindowStore {
                 let mut groups: Vec<_> = c
                     .namespaces
                     .iter()
-                    .flat_map(|(n, w)| w.groups.iter().map(move |(g, gw)| (n, g, &gw.totals)))
+                    .flat_map(|(n, w)| {
+                        w.groups
+                            .iter()
+                            .map(move |(g, gw)| (n, g, &gw.totals, &gw.meters))
+                    })
                     .collect();
                 groups.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+                let mut meters: Vec<_> = c
+                    .namespaces
+                    .iter()
+                    .filter(|(_, w)| !w.meters.is_empty())
+                    .map(|(n, w)| (n, &w.meters))
+                    .collect();
+                meters.sort_by(|a, b| a.0.cmp(b.0));
                 let view = ClusterWindowView {
                     cluster_id: id,
                     window_start: start,
@@ -395,6 +493,7 @@ impl WindowStore {
                     capacity: &c.capacity,
                     namespaces,
                     groups,
+                    meters,
                 };
                 (c.changed, view)
             })
@@ -450,6 +549,26 @@ impl WindowStore {
             .sum()
     }
 
+    /// Usage lines of extension resources with any figure, by name (after the standard ones).
+    pub fn meter_usage(meters: &BTreeMap<Arc<str>, MeterTotals>) -> Vec<ResourceUsage> {
+        meters
+            .iter()
+            .filter(|(_, m)| !m.totals.is_zero())
+            .map(|(name, m)| {
+                let t = &m.totals;
+                ResourceUsage {
+                    resource: name.to_string(),
+                    unit: m.unit.to_string(),
+                    used: t.used.units(),
+                    requested: t.requested.units(),
+                    limit: t.limit.units(),
+                    allocated: t.allocated().units(),
+                    unused: t.unused().units(),
+                }
+            })
+            .collect()
+    }
+
     /// Per-resource usage lines of a record, in resource order, for resources with any figure.
     pub fn resource_usage(totals: &ResourceTotals) -> Vec<ResourceUsage> {
         Resource::ALL
@@ -494,22 +613,28 @@ fn add_to_cluster(
         // Capacity is cluster-scoped: a namespace sample's capacity is not counted, and one of
         // capacity only opens no namespace key.
         Some(_)
-            if sample
-                .quantities
-                .iter()
-                .all(|&(_, kind, _)| kind == MeasurementKind::Capacity) => {}
+            if sample.meters.is_empty()
+                && sample
+                    .quantities
+                    .iter()
+                    .all(|&(_, kind, _)| kind == MeasurementKind::Capacity) => {}
         Some(namespace) => {
+            for (meter, unit, _, _) in &sample.meters {
+                if !cluster.meter_units.contains_key(meter) {
+                    cluster.meter_units.insert(meter.clone(), unit.clone());
+                }
+            }
             let window = match cluster.namespaces.get_mut(namespace) {
                 Some(window) => window,
                 None => cluster.namespaces.entry(namespace.clone()).or_default(),
             };
-            add_to_namespace(&mut window.totals, sample, &share);
+            add_to_namespace(window, sample, &share);
             for group in &sample.groups {
-                let totals = match window.groups.get_mut(group) {
-                    Some(group) => &mut group.totals,
-                    None => &mut window.groups.entry(group.clone()).or_default().totals,
+                let group = match window.groups.get_mut(group) {
+                    Some(group) => group,
+                    None => window.groups.entry(group.clone()).or_default(),
                 };
-                add_to_namespace(totals, sample, &share);
+                add_to_namespace(group, sample, &share);
             }
         }
     }
@@ -517,18 +642,34 @@ fn add_to_cluster(
 }
 
 fn add_to_namespace(
-    totals: &mut ResourceTotals,
+    window: &mut NamespaceWindow,
     sample: &Sample,
     share: &impl Fn(Quantity) -> Quantity,
 ) {
     for &(resource, kind, q) in &sample.quantities {
-        let totals = totals.get_mut(resource);
-        match kind {
-            MeasurementKind::Usage => totals.used += share(q),
-            MeasurementKind::Request => totals.requested += share(q),
-            MeasurementKind::Limit => totals.limit += share(q),
-            MeasurementKind::Capacity => {}
-        }
+        add_kind(window.totals.get_mut(resource), kind, share(q));
+    }
+    for (meter, unit, kind, q) in &sample.meters {
+        let totals = match window.meters.get_mut(meter) {
+            Some(totals) => totals,
+            None => window
+                .meters
+                .entry(meter.clone())
+                .or_insert_with(|| MeterTotals {
+                    unit: unit.clone(),
+                    totals: Totals::default(),
+                }),
+        };
+        add_kind(&mut totals.totals, *kind, share(*q));
+    }
+}
+
+fn add_kind(totals: &mut Totals, kind: MeasurementKind, q: Quantity) {
+    match kind {
+        MeasurementKind::Usage => totals.used += q,
+        MeasurementKind::Request => totals.requested += q,
+        MeasurementKind::Limit => totals.limit += q,
+        MeasurementKind::Capacity => {}
     }
 }
 
@@ -641,8 +782,47 @@ mod tests {
                         .map(|(r, k, q)| (Resource::ALL[r], KINDS[k], Quantity::from_micros(q)))
                         .collect(),
                     groups: Vec::new(),
+                    meters: Vec::new(),
                 },
             )
+    }
+
+    #[test]
+    fn a_cluster_window_holds_a_bounded_number_of_meters() {
+        let mut store = WindowStore::new(WindowConfig::default());
+        let meter = |key: u128, name: String| Sample {
+            dedup_key: key,
+            cluster_id: Arc::from("c"),
+            cluster_name: None,
+            namespace: Some(Arc::from("n")),
+            start: 0,
+            end: 2 * H, // Two windows: both must have room.
+            quantities: Vec::new(),
+            groups: Vec::new(),
+            meters: vec![(
+                Arc::from(name),
+                Arc::from("units"),
+                MeasurementKind::Usage,
+                Quantity::from_micros(1),
+            )],
+        };
+        for i in 0..MAX_METERS_PER_CLUSTER_WINDOW {
+            assert_eq!(
+                store.apply(&meter(i as u128, format!("x-a-{i}"))),
+                Admission::Applied
+            );
+        }
+        let one_more = meter(1000, "x-a-more".into());
+        assert_eq!(
+            store.apply(&one_more),
+            Admission::MeterRefused(MeterRefusal::TooMany)
+        );
+        // Refused whole: not even marked as seen, nothing counted.
+        assert!(store.seen.values().all(|s| !s.contains(&1000)));
+        assert_eq!(
+            store.apply(&meter(1001, "x-a-0".into())),
+            Admission::Applied
+        );
     }
 
     proptest! {

@@ -285,16 +285,54 @@ pub async fn committed_offsets(database_url: &str) -> i64 {
     .await
 }
 
-/// Figures of every usage record, without revision and update time (which depend on
-/// checkpoint timing): key -> (status, resources, costs, cost_total).
+/// Figures of every namespace usage record (group records are left out: they share the
+/// namespace's key here, see [`record_figures`]), without revision and update time (which depend
+/// on checkpoint timing): key -> (status, resources, costs, cost_total).
 pub async fn figures(
     database_url: &str,
 ) -> BTreeMap<(String, String, i64), (String, String, String, String)> {
+    record_figures(database_url)
+        .await
+        .into_iter()
+        .filter(|(key, _)| key.3.is_empty())
+        .map(|((cluster, namespace, start, _, _), f)| {
+            (
+                (cluster, namespace, start),
+                (f.status, f.resources, f.costs, f.cost_total),
+            )
+        })
+        .collect()
+}
+
+/// The full key of a usage record: cluster, namespace, window start (epoch ms), group_by and
+/// group_value (both empty for a namespace record).
+pub type RecordKey = (String, String, i64, String, String);
+
+/// What [`record_figures`] compares of a row: everything but revision and update time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordFigures {
+    pub status: String,
+    pub resources: String,
+    pub costs: String,
+    /// Decimal text, 6 decimals.
+    pub cost_total: String,
+    /// Decimal text; `None` for NULL.
+    pub own_cost: Option<String>,
+    pub shared_cost: String,
+    pub idle_cost: String,
+    pub shared: bool,
+    pub currency: Option<String>,
+    pub cost_status: String,
+}
+
+/// Figures of every usage record, group records included, by full key.
+pub async fn record_figures(database_url: &str) -> BTreeMap<RecordKey, RecordFigures> {
     use sqlx::Row;
     let pool = sqlx::PgPool::connect(database_url).await.unwrap();
     let rows = sqlx::query(
         "SELECT cluster_id, namespace, (extract(epoch from window_start) * 1000)::bigint,
-                status, resources::text, costs::text, cost_total::text
+                group_by, group_value, status, resources::text, costs::text, cost_total::text,
+                own_cost::text, shared_cost::text, idle_cost::text, shared, currency, cost_status
          FROM usage_records",
     )
     .fetch_all(&pool)
@@ -304,11 +342,33 @@ pub async fn figures(
     rows.iter()
         .map(|r| {
             (
-                (r.get(0), r.get(1), r.get(2)),
-                (r.get(3), r.get(4), r.get(5), r.get(6)),
+                (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)),
+                RecordFigures {
+                    status: r.get(5),
+                    resources: r.get(6),
+                    costs: r.get(7),
+                    cost_total: r.get(8),
+                    own_cost: r.get(9),
+                    shared_cost: r.get(10),
+                    idle_cost: r.get(11),
+                    shared: r.get(12),
+                    currency: r.get(13),
+                    cost_status: r.get(14),
+                },
             )
         })
         .collect()
+}
+
+/// The full key of a record as read from the topic.
+pub fn record_key(record: &UsageRecord) -> RecordKey {
+    (
+        record.cluster_id.clone(),
+        record.namespace.clone(),
+        record.window_start,
+        record.group_by.clone().unwrap_or_default(),
+        record.group_value.clone().unwrap_or_default(),
+    )
 }
 
 /// `database_url` with its host and port replaced by `addr` (to go through a [`proxy::TcpProxy`]).
@@ -456,6 +516,7 @@ pub fn cost(
         sku_id: None,
         resource_id: None,
         labels: BTreeMap::new(),
+        meter: None,
     }
 }
 
@@ -586,8 +647,14 @@ pub async fn all_messages(kafka: &KafkaConnection, topic: &str) -> Vec<(String, 
     messages
 }
 
-/// Asserts that the records topic is exact: one content per (key, revision), and the latest
-/// message per key is the `usage_records` row (revision and cost); returns the row count.
+/// What [`assert_topic_equals_table`] compares of the latest record per key: revision,
+/// cost_total, own, shared and idle cost (micros; shared and idle 0 when absent), shared.
+type Compared = (i64, i64, Option<i64>, i64, i64, bool);
+
+/// Asserts that the records topic is exact: one content per (message key, revision), one record
+/// identity (cluster, namespace, window start, group_by, group_value) per message key, and the
+/// latest message per record is the `usage_records` row (revision, cost, own / shared / idle
+/// cost, shared), group records included; returns the row count.
 pub async fn assert_topic_equals_table(
     kafka: &KafkaConnection,
     endpoint: &RegistryEndpoint,
@@ -597,10 +664,14 @@ pub async fn assert_topic_equals_table(
     use sqlx::Row;
     let decoder = RecordDecoder::<UsageRecord>::new(endpoint.sr_settings().unwrap());
     let mut contents: BTreeMap<(String, i64), Vec<u8>> = BTreeMap::new();
-    let mut latest: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    // Message key -> the record it identifies (a tombstone has only the message key).
+    let mut identities: BTreeMap<String, RecordKey> = BTreeMap::new();
+    let mut latest: BTreeMap<RecordKey, Compared> = BTreeMap::new();
     for (key, payload) in all_messages(kafka, topic).await {
         let Some(payload) = payload else {
-            latest.remove(&key);
+            if let Some(record) = identities.get(&key) {
+                latest.remove(record);
+            }
             continue;
         };
         let record = decoder.decode(&payload).await.unwrap();
@@ -612,25 +683,49 @@ pub async fn assert_topic_equals_table(
             "{key} revision {} has two contents",
             record.revision
         );
-        let previous = latest.insert(key.clone(), (record.revision, record.cost_total_micros));
+        let identity = record_key(&record);
+        let known = identities
+            .entry(key.clone())
+            .or_insert_with(|| identity.clone());
+        assert_eq!(
+            *known, identity,
+            "message key {key} is used by two records (compaction would keep one)"
+        );
+        let compared = (
+            record.revision,
+            record.cost_total_micros,
+            record.own_cost_micros,
+            record.shared_cost_micros.unwrap_or(0),
+            record.idle_cost_micros.unwrap_or(0),
+            record.shared,
+        );
+        let previous = latest.insert(identity, compared);
         assert!(
-            previous.is_none_or(|(revision, _)| revision <= record.revision),
+            previous.is_none_or(|(revision, ..)| revision <= record.revision),
             "{key}: revision {} after {previous:?}",
             record.revision
         );
     }
     let pool = sqlx::PgPool::connect(database_url).await.unwrap();
     let rows = sqlx::query(
-        "SELECT cluster_id || '/' || namespace || '/' || (extract(epoch from window_start) * 1000)::bigint,
-                revision, (cost_total * 1000000)::bigint FROM usage_records",
+        "SELECT cluster_id, namespace, (extract(epoch from window_start) * 1000)::bigint,
+                group_by, group_value, revision, (cost_total * 1000000)::bigint,
+                (own_cost * 1000000)::bigint, (shared_cost * 1000000)::bigint,
+                (idle_cost * 1000000)::bigint, shared
+         FROM usage_records",
     )
     .fetch_all(&pool)
     .await
     .unwrap();
     pool.close().await;
-    let table: BTreeMap<String, (i64, i64)> = rows
+    let table: BTreeMap<RecordKey, Compared> = rows
         .iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .map(|r| {
+            (
+                (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)),
+                (r.get(5), r.get(6), r.get(7), r.get(8), r.get(9), r.get(10)),
+            )
+        })
         .collect();
     assert_eq!(
         latest, table,

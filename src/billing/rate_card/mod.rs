@@ -1,10 +1,12 @@
-//! On-prem cost from a rate card: prices per core-hour and GiB-hour per node pool, per GiB-hour
-//! per storage class, and fixed monthly costs, applied to the capacity the cluster reported.
+//! On-prem cost from a rate card: prices per core-hour, GiB-hour and GPU-hour per node pool, per
+//! GiB-hour per storage class, and fixed monthly costs, applied to the capacity the cluster
+//! reported.
 //!
 //! An on-prem cluster has no bill, so the rate card is its bill: the exporter turns the node
-//! capacity seen on the usage topic (`capacity` measurements of `state_node`) into one
-//! [`CostEvent`] per (hour, node pool, resource), storage usage into one per (hour, storage
-//! class), and each fixed cost into one per calendar month (the part inside the export period).
+//! capacity seen on the usage topic (`capacity` measurements of `state_node`: cpu, memory, gpu)
+//! into one [`CostEvent`] per (hour, node pool, resource), storage usage into one per (hour,
+//! storage class), and each fixed cost into one per calendar month (the part inside the export
+//! period).
 //! The tracker then shares them out like any bill. Ids depend only on the cluster, pool and hour,
 //! so re-exporting a period replaces its lines instead of adding to them.
 //!
@@ -143,6 +145,9 @@ pub struct PoolPrice {
     /// Per GiB and hour of allocatable memory.
     #[serde(default)]
     pub memory_gib_hour: Price,
+    /// Per GPU and hour of allocatable GPUs (`gpu` capacity in `gpu_seconds`); category `gpu`.
+    #[serde(default)]
+    pub gpu_hour: Price,
 }
 
 /// The price of one storage class.
@@ -211,15 +216,18 @@ pub struct RateCardBill {
 enum Priced {
     Cpu,
     Memory,
+    Gpu,
     Storage,
 }
 
 impl Priced {
-    /// What a measurement prices, if anything: node capacity of cpu and memory, storage claimed.
+    /// What a measurement prices, if anything: node capacity of cpu, memory and gpu, storage
+    /// claimed.
     fn of(resource: &str, kind: MeasurementKind) -> Option<Priced> {
         match (resource, kind) {
             ("cpu", MeasurementKind::Capacity) => Some(Priced::Cpu),
             ("memory", MeasurementKind::Capacity) => Some(Priced::Memory),
+            ("gpu", MeasurementKind::Capacity) => Some(Priced::Gpu),
             ("storage", MeasurementKind::Request) => Some(Priced::Storage),
             _ => None,
         }
@@ -229,6 +237,7 @@ impl Priced {
         match self {
             Priced::Cpu => Resource::Cpu,
             Priced::Memory => Resource::Memory,
+            Priced::Gpu => Resource::Gpu,
             Priced::Storage => Resource::Storage,
         }
     }
@@ -447,7 +456,7 @@ fn split_by_hour(
 /// Why a card cannot price what was seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unpriced {
-    /// `cpu`, `memory` or `storage`.
+    /// `cpu`, `memory`, `gpu` or `storage`.
     pub resource: &'static str,
     /// The pool or storage class with no price (and no `*` entry).
     pub group: String,
@@ -522,6 +531,12 @@ impl RateCardBill {
                     CostCategory::Memory,
                     self.pool(group).map(|p| p.memory_gib_hour),
                     GIB,
+                ),
+                Priced::Gpu => (
+                    "gpu",
+                    CostCategory::Gpu,
+                    self.pool(group).map(|p| p.gpu_hour),
+                    1,
                 ),
                 Priced::Storage => (
                     "storage",
@@ -636,6 +651,7 @@ impl RateCardBill {
             sku_id: sku,
             resource_id: None,
             labels: BTreeMap::new(),
+            meter: None,
         }
     }
 }

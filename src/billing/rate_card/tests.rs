@@ -17,6 +17,7 @@ fn card() -> RateCardBill {
         pool = "gpu"
         cpu_core_hour = "0.05"
         memory_gib_hour = "0.01"
+        gpu_hour = "0.9"
         [[node_pools]]
         pool = "*"
         cpu_core_hour = "0.02"
@@ -64,6 +65,18 @@ fn node(id: &str, pool: &str, start: EpochMillis, end: EpochMillis, cores: f64) 
             },
         ],
     }
+}
+
+/// `node` with `gpus` of GPU capacity too.
+fn gpu_node(id: &str, pool: &str, start: EpochMillis, end: EpochMillis, gpus: f64) -> UsageEvent {
+    let mut event = node(id, pool, start, end, 8.0);
+    event.measurements.push(Measurement {
+        resource: "gpu".into(),
+        kind: MeasurementKind::Capacity,
+        quantity: gpus * (end - start) as f64 / 1000.0,
+        unit: "gpu_seconds".into(),
+    });
+    event
 }
 
 /// The export runs on 2026-12-01.
@@ -415,4 +428,99 @@ fn calendar_arithmetic_matches_known_dates() {
         (2024, 2)
     );
     assert_eq!(months(NOV_2026, NOV_2026 + 1).len(), 1);
+}
+
+#[test]
+fn gpu_capacity_is_priced_per_gpu_hour_with_category_gpu() {
+    let card = card();
+    let h = NOV_2026;
+    let mut seen = ObservedCapacity::new(h, h + 2 * HOUR_MS);
+    // Two A100s for the first hour and a half; a general node that reports one GPU.
+    seen.add(&card, &gpu_node("g-0", "gpu", h, h + 5_400_000, 2.0))
+        .unwrap();
+    seen.add(&card, &gpu_node("n-0", "general", h, h + HOUR_MS, 1.0))
+        .unwrap();
+    let bill = card.bill(&seen, &options());
+    assert!(bill.unpriced.is_empty() && bill.refused.is_empty() && bill.withheld.is_empty());
+    let gpu: BTreeMap<(EpochMillis, String), i64> = bill
+        .lines
+        .iter()
+        .filter(|l| l.category == CostCategory::Gpu)
+        .map(|l| {
+            (
+                (l.charge_period_start, l.sku_id.clone().unwrap()),
+                l.effective_cost_micros,
+            )
+        })
+        .collect();
+    let expected: BTreeMap<(EpochMillis, String), i64> = [
+        // 2 GPUs x 0.9 an hour; the second hour has half an hour of them.
+        ((h, "gpu gpu"), 1_800_000),
+        ((h + HOUR_MS, "gpu gpu"), 900_000),
+        // "*" has no gpu_hour: priced at 0, like an unset cpu_core_hour.
+        ((h, "gpu general"), 0),
+    ]
+    .into_iter()
+    .map(|((t, s), a)| ((t, s.to_owned()), a))
+    .collect();
+    assert_eq!(gpu, expected);
+    // The cpu and memory of the GPU node are still compute and memory.
+    assert!(bill
+        .lines
+        .iter()
+        .any(|l| l.sku_id.as_deref() == Some("cpu gpu") && l.category == CostCategory::Compute));
+    let ids: HashSet<_> = bill.lines.iter().map(|l| &l.id).collect();
+    assert_eq!(
+        ids.len(),
+        bill.lines.len(),
+        "gpu lines have ids of their own"
+    );
+}
+
+#[test]
+fn gpu_capacity_of_an_unlisted_pool_or_in_another_unit_is_reported() {
+    let mut card = card();
+    card.node_pools.retain(|p| p.pool != "*");
+    let h = NOV_2026;
+    let mut seen = ObservedCapacity::new(h, h + HOUR_MS);
+    seen.add(&card, &gpu_node("n-0", "general", h, h + HOUR_MS, 1.0))
+        .unwrap();
+    let unpriced: Vec<&str> = card
+        .bill(&seen, &options())
+        .unpriced
+        .iter()
+        .map(|u| u.resource)
+        .collect();
+    assert_eq!(unpriced, ["cpu", "memory", "gpu"]);
+
+    let mut hours = gpu_node("g-1", "gpu", h, h + HOUR_MS, 1.0);
+    hours.measurements[2].unit = "gpu_hours".into();
+    let error = seen.add(&card, &hours).unwrap_err();
+    assert!(error.contains("gpu must be in gpu_seconds"), "{error}");
+}
+
+#[test]
+fn a_card_prices_gpu_hours_from_toml() {
+    let card: RateCardBill = toml::from_str(
+        r#"
+        currency = "EUR"
+        billing_account = "dc-1"
+        cluster_id = "onprem"
+        [[node_pools]]
+        pool = "gpu-a100"
+        cpu_core_hour = "0.0185"
+        memory_gib_hour = "0.0026"
+        gpu_hour = "1.45"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(card.node_pools[0].gpu_hour.to_string(), "1.45");
+    assert!(toml::from_str::<RateCardBill>(
+        "currency = \"EUR\"\nbilling_account = \"a\"\ncluster_id = \"c\"\n[[node_pools]]\npool = \"*\"\ngpu_hour_micros = 1\n"
+    )
+    .is_err(), "unknown keys are errors");
+    // A fixed cost can be apportioned by gpu too.
+    let fixed: FixedCost =
+        toml::from_str("name = \"dgx-support\"\nmonthly = \"900\"\ncategory = \"gpu\"\n").unwrap();
+    assert_eq!(fixed.category, CostCategory::Gpu);
 }
