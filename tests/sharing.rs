@@ -90,8 +90,8 @@ async fn platform_and_idle_cost_reach_the_projects_and_their_users_and_recompute
     let topic = |name: &str| topics.iter().find(|(k, _)| *k == name).unwrap().1.clone();
     kafka
         .ensure_topics(&[
-            TopicSpec::new(&topic("usage_events"), 2, 1),
-            TopicSpec::new(&topic("cost_events"), 2, 1),
+            TopicSpec::new(topic("usage_events"), 2, 1),
+            TopicSpec::new(topic("cost_events"), 2, 1),
         ])
         .await
         .unwrap();

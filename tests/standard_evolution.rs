@@ -535,18 +535,18 @@ async fn version_2_of_records_and_bills_is_compatible_with_the_registered_versio
         currency: Some("EUR".into()),
         cost_status: RecordCostStatus::Final,
     };
-    let value = apache_avro::to_value(&v1_record)
+    let bytes = apache_avro::writer::datum::GenericDatumWriter::builder(&v1_schema)
+        .build()
         .unwrap()
-        .resolve(&v1_schema)
+        .write_ser_to_vec(&v1_record)
         .unwrap();
-    let bytes = apache_avro::to_avro_datum(&v1_schema, value).unwrap();
-    let read = apache_avro::from_avro_datum(
-        &v1_schema,
-        &mut bytes.as_slice(),
-        Some(usage_tracker::standard::UsageRecord::schema()),
-    )
-    .unwrap();
-    let record: usage_tracker::standard::UsageRecord = apache_avro::from_value(&read).unwrap();
+    let value = apache_avro::reader::datum::GenericDatumReader::builder(&v1_schema)
+        .reader_schema(usage_tracker::standard::UsageRecord::schema())
+        .build()
+        .unwrap()
+        .read_value(&mut bytes.as_slice())
+        .unwrap();
+    let record: usage_tracker::standard::UsageRecord = apache_avro::from_value(&value).unwrap();
     assert_eq!((record.revision, record.cost_total_micros), (3, 5));
     assert_eq!(
         (record.group_by, record.own_cost_micros, record.shared),
