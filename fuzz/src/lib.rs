@@ -346,7 +346,7 @@ pub fn rate_card(data: &[u8]) {
     let prices = card
         .node_pools
         .iter()
-        .flat_map(|p| [p.cpu_core_hour, p.memory_gib_hour])
+        .flat_map(|p| [p.cpu_core_hour, p.memory_gib_hour, p.gpu_hour])
         .chain(card.storage_classes.iter().map(|s| s.gib_hour))
         .chain(card.fixed.iter().map(|f| f.monthly));
     for price in prices {
