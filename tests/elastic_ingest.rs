@@ -1,6 +1,6 @@
 //! `usage-tracker elastic` end to end: the shared Elastic fixture documents (and a few broken
-//! ones), published as raw bytes, become exactly the expected UsageEvents on the usage topic and
-//! dead letters with their reasons; the group's offsets are committed; a second run over the
+//! ones, and one with nested and dotted labels), published as raw bytes, become exactly the
+//! expected UsageEvents (labels included) on the usage topic and dead letters with their reasons; the group's offsets are committed; a second run over the
 //! same input in a new group publishes the very same events (same ids), and its `/metrics`
 //! counters tell the same story as its summary.
 
@@ -85,6 +85,19 @@ fn synthetic() -> Vec<(&'static str, Vec<u8>)> {
             br#"{"metricset":{"name":"cpu"},"event":{"module":"system"},"system":{"cpu":{}}}"#
                 .to_vec(),
         ),
+        // Labels as an agent with `labels.dedot: false` nests them, plus one as a dotted
+        // top-level key: they arrive de-dotted, as Elastic stores them.
+        ("synthetic/labels", {
+            let mut doc: serde_json::Value =
+                serde_json::from_slice(&container("jupyterhub".into(), 250_000_000)).unwrap();
+            doc["kubernetes"]["labels"] = serde_json::json!({
+                "component": "singleuser-server",
+                "hub": {"jupyter": {"org/username": "alice"}},
+                "app": {"kubernetes": {"io/name": "jupyterhub"}}
+            });
+            doc["kubernetes.labels.team"] = "analytics".into();
+            serde_json::to_vec(&doc).unwrap()
+        }),
     ]
 }
 
@@ -124,6 +137,47 @@ fn line(e: &UsageEvent) -> String {
     )
 }
 
+/// The labels of the events that have any, by pod (else node) name: the pods' own labels from
+/// the fixtures (the node's for node capacity), keys as Elastic stores them (de-dotted).
+fn expected_labels() -> BTreeMap<String, BTreeMap<String, String>> {
+    let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    BTreeMap::from([
+        (
+            "elasticsearch-d5cbc495-f5rjf".to_owned(),
+            labels(&[("app", "elasticsearch"), ("pod-template-hash", "d5cbc495")]),
+        ),
+        (
+            "coredns-558bd4d5db-8qp4d".to_owned(),
+            labels(&[("k8s-app", "kube-dns"), ("pod-template-hash", "558bd4d5db")]),
+        ),
+        (
+            "minikube".to_owned(),
+            labels(&[
+                ("beta_kubernetes_io/arch", "amd64"),
+                ("beta_kubernetes_io/os", "linux"),
+                ("kubernetes_io/arch", "amd64"),
+                ("kubernetes_io/hostname", "minikube"),
+                ("kubernetes_io/os", "linux"),
+                ("node-role_kubernetes_io/master", ""),
+            ]),
+        ),
+        (
+            "p".to_owned(),
+            labels(&[
+                ("app_kubernetes_io/name", "jupyterhub"),
+                ("component", "singleuser-server"),
+                ("hub_jupyter_org/username", "alice"),
+                ("team", "analytics"),
+            ]),
+        ),
+    ])
+}
+
 /// What the fixtures must become, with the topic's fallback cluster `minikube-test` for
 /// documents without `orchestrator.cluster.*` (the arithmetic is in src/ingest/ecs/tests.rs).
 fn expected_lines() -> Vec<String> {
@@ -139,6 +193,7 @@ fn expected_lines() -> Vec<String> {
         "minikube-test|-|-|-|minikube|Node/minikube|1593088654457-1593088664457|cpu capacity 40 core_seconds, memory capacity 168153251840 byte_seconds",
         "minikube-test|default|-|-|-|PersistentVolumeClaim/task-pv-claim|1593089074418-1593089084418|storage request 32212254720 byte_seconds",
         "minikube-test|kube-system|metricbeat-g9fc6|-|minikube|-|1593088809649-1593088819649|storage usage 122880 byte_seconds",
+        "minikube-test|jupyterhub|p|c|-|-|1748851200000-1748851210000|cpu usage 2.5 core_seconds",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -259,8 +314,8 @@ async fn elastic_documents_become_usage_events_and_dead_letters() {
         .await
         .expect("the first run stops once caught up");
     assert!(
-        summary.contains("documents read 25,")
-            && summary.contains("events published 11;")
+        summary.contains("documents read 26,")
+            && summary.contains("events published 12;")
             && summary.contains(
                 r#"skipped {"node": 2, "non_kubernetes": 1, "pod": 2, "state_pod": 2}"#
             )
@@ -272,10 +327,20 @@ async fn elastic_documents_become_usage_events_and_dead_letters() {
     );
 
     let decoder = RecordDecoder::<UsageEvent>::new(endpoint.sr_settings().unwrap());
-    let events = decode_events(&decoder, &read_all(&kafka, &usage, 11).await).await;
+    let events = decode_events(&decoder, &read_all(&kafka, &usage, 12).await).await;
     let mut lines: Vec<String> = events.values().map(line).collect();
     lines.sort();
     assert_eq!(lines, expected_lines());
+    let labelled: BTreeMap<String, BTreeMap<String, String>> = events
+        .values()
+        .filter(|e| !e.subject.labels.is_empty())
+        .map(|e| {
+            let s = &e.subject;
+            let name = s.pod_name.clone().or(s.node_name.clone()).unwrap();
+            (name, s.labels.clone())
+        })
+        .collect();
+    assert_eq!(labelled, expected_labels());
     for event in events.values() {
         assert_eq!(event.source, format!("//elastic-agent/{input}"));
         assert_eq!(event.event_type, "io.ferrisdx.usage.v1");
@@ -353,8 +418,8 @@ async fn elastic_documents_become_usage_events_and_dead_letters() {
                 common::metric_by_label(&metrics, "usage_tracker_elastic_documents_read_total")
                     .values()
                     .sum();
-            let done = read == 25
-                && common::metric(&metrics, published) == Some(11.0)
+            let done = read == 26
+                && common::metric(&metrics, published) == Some(12.0)
                 && common::metric(&metrics, batches).is_some_and(|n| n >= 4.0);
             done.then_some(metrics)
         },
@@ -374,7 +439,7 @@ async fn elastic_documents_become_usage_events_and_dead_letters() {
     let skipped = series("usage_tracker_elastic_skipped_total");
     let empty = series("usage_tracker_elastic_empty_total");
     let dead_letters = series("usage_tracker_elastic_dead_letters_total");
-    assert_eq!(read, by_label(&[(input.as_str(), 25)]));
+    assert_eq!(read, by_label(&[(input.as_str(), 26)]));
     assert_eq!(
         skipped,
         by_label(&[
@@ -412,9 +477,9 @@ async fn elastic_documents_become_usage_events_and_dead_letters() {
         .find(|l| l.starts_with("elastic: "))
         .unwrap_or_else(|| panic!("no summary in {stderr}"));
     let expected_summary = format!(
-        "elastic: documents read 25, {read:?}; events published 11; skipped {skipped:?}; empty {empty:?}; dead letters {dead_letters:?}"
+        "elastic: documents read 26, {read:?}; events published 12; skipped {skipped:?}; empty {empty:?}; dead letters {dead_letters:?}"
     );
     assert_eq!(summary2, expected_summary, "the summary and /metrics agree");
-    let events2 = decode_events(&decoder, &read_all(&kafka, &usage2, 11).await).await;
+    let events2 = decode_events(&decoder, &read_all(&kafka, &usage2, 12).await).await;
     assert_eq!(events2, events, "same ids, same events");
 }

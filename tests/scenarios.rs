@@ -2,8 +2,9 @@
 //! Postgres, with the commands an operator runs:
 //!
 //! `generate --scenario` (files) -> the documents published as an Elastic Agent would ->
-//! `elastic --until-caught-up` -> `export-costs gcp|focus|rate-card` -> `run --until-caught-up`
-//! -> `report`.
+//! `elastic --until-caught-up` -> the exporters' extension-meter UsageEvents (hybrid: Presto
+//! query seconds, JupyterHub server hours) published to the usage topic -> `export-costs
+//! gcp|focus|rate-card` -> `run --until-caught-up` -> `report`.
 //!
 //! The expected figures are computed here from the generated files alone (ECS documents, bill
 //! rows, the rate card), with none of the tracker's code: usage per namespace, each cluster's
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use sqlx::Row;
+use usage_tracker::standard::UsageEvent;
 
 use registry_standin::RunningRegistry;
 
@@ -25,6 +27,7 @@ const START_MS: i64 = 1_793_577_600_000;
 const HOURS: i64 = 3;
 const PERIOD_S: i64 = 300;
 const H: i64 = 3_600_000;
+const SEED: u64 = 7;
 
 fn command(
     registry: &RunningRegistry,
@@ -60,6 +63,9 @@ struct Run {
     database_url: String,
     /// Scenario topic -> this run's topic.
     topics: BTreeMap<String, String>,
+    /// This run's usage events and dead-letter topics.
+    usage_topic: String,
+    dead_letters: String,
 }
 
 impl Run {
@@ -121,6 +127,7 @@ async fn prepare(name: &str) -> Run {
     }
     elastic.insert("group_id".into(), common::unique("elastic").into());
     elastic.insert("batch_timeout".into(), "100ms".into());
+    let (usage_topic, dead_letters) = (common::unique("usage"), common::unique("dlq"));
     let stack: toml::Table = toml::from_str(&format!(
         r#"
         [http]
@@ -139,10 +146,10 @@ async fn prepare(name: &str) -> Run {
         dead_letters = "{}"
         "#,
         common::unique("tracker"),
-        common::unique("usage"),
+        usage_topic,
         common::unique("cost"),
         common::unique("records"),
-        common::unique("dlq"),
+        dead_letters,
     ))
     .unwrap();
     for (section, table) in stack {
@@ -172,7 +179,7 @@ async fn prepare(name: &str) -> Run {
             "--period",
             &PERIOD_S.to_string(),
             "--seed",
-            "7",
+            &SEED.to_string(),
         ])
         .arg("--out")
         .arg(dir.path().join("scenario"));
@@ -183,12 +190,40 @@ async fn prepare(name: &str) -> Run {
         registry,
         database_url,
         topics,
+        usage_topic,
+        dead_letters,
     }
+}
+
+/// The scenario's extension-meter UsageEvents, as its exporters publish them: straight to the
+/// usage topic, keyed by cluster id. (`generate` does not write them to a file yet, and there
+/// is no `publish` command: they are generated here with the library, with the same arguments.)
+async fn publish_extension_events(run: &Run, name: &str) -> Vec<UsageEvent> {
+    let input = usage_tracker::generate::scenario::generate(
+        name,
+        START_MS,
+        HOURS as u32,
+        PERIOD_S as u32,
+        SEED,
+    )
+    .unwrap();
+    if !input.usage_events.is_empty() {
+        common::publish_records(
+            &common::kafka(),
+            &run.registry,
+            &run.usage_topic,
+            &input.usage_events,
+            |e| e.subject.cluster_id.clone(),
+        )
+        .await;
+    }
+    input.usage_events
 }
 
 /// Every step an operator runs, in order. Returns the report (JSON).
 async fn run_pipeline(run: &Run, name: &str) -> Value {
     succeed(run.command(&["elastic", "--until-caught-up"]), "elastic").await;
+    let extension_events = publish_extension_events(run, name).await;
 
     for bill in std::fs::read_dir(run.files()).unwrap() {
         let path = bill.unwrap().path();
@@ -215,6 +250,15 @@ async fn run_pipeline(run: &Run, name: &str) -> Value {
         succeed(export, "export-costs rate-card").await;
     }
     succeed(run.command(&["run", "--until-caught-up"]), "run").await;
+    // Extension meters are valid input the tracker does not account yet: none is dead-lettered
+    // (nothing else is either).
+    let letters = common::all_messages(&common::kafka(), &run.dead_letters).await;
+    assert!(
+        letters.is_empty(),
+        "{} dead letters (of {} extension events published)",
+        letters.len(),
+        extension_events.len()
+    );
     let report = succeed(
         run.command(&[
             "report",
@@ -257,7 +301,7 @@ async fn books(database_url: &str) -> Books {
     let rows = sqlx::query(
         "SELECT cluster_id, namespace, (extract(epoch from window_start) * 1000)::bigint,
                 resources::text, costs::text, (cost_total * 1000000)::bigint
-         FROM usage_records",
+         FROM usage_records WHERE group_by = ''",
     )
     .fetch_all(&pool)
     .await
@@ -292,7 +336,12 @@ async fn books(database_url: &str) -> Books {
         let costs: Value = serde_json::from_str(row.get::<&str, _>(4)).unwrap();
         for c in costs.as_array().unwrap() {
             if c["category"] == "compute" {
-                *books.compute_cost.entry(key.clone()).or_default() +=
+                // The split before sharing: a part moved by [sharing] counts for its source.
+                let owner = match c["shared_from"].as_str() {
+                    Some(source) => (key.0.clone(), source.to_owned()),
+                    None => key.clone(),
+                };
+                *books.compute_cost.entry(owner).or_default() +=
                     c["allocated_cost_micros"].as_i64().unwrap();
             }
         }
@@ -579,6 +628,104 @@ fn assert_compute_shares(books: &Books, expected: &Expected, lines: &[GcpLine], 
     }
 }
 
+/// For every namespace window and `group_by`, the groups' cost sums exactly to the namespace
+/// record's, and their used cpu to its used cpu (to the rounding of the `double`s).
+async fn assert_groups_sum_to_their_namespace(database_url: &str) {
+    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+    let rows = sqlx::query(
+        "SELECT g.cluster_id, g.namespace, g.window_start::text, g.group_by,
+                (sum(g.cost_total) * 1000000)::bigint, (min(n.cost_total) * 1000000)::bigint,
+                sum(g.cpu_used_core_seconds), min(n.cpu_used_core_seconds)
+         FROM usage_records g
+         JOIN usage_records n ON n.cluster_id = g.cluster_id AND n.namespace = g.namespace
+                             AND n.window_start = g.window_start AND n.group_by = ''
+         WHERE g.group_by <> ''
+         GROUP BY 1, 2, 3, 4",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    assert!(
+        !rows.is_empty(),
+        "the scenario aggregates by a label: group records expected"
+    );
+    for r in rows {
+        let (groups, namespace): (i64, i64) = (r.get(4), r.get(5));
+        let (cpu_groups, cpu): (f64, f64) = (r.get(6), r.get(7));
+        let at = || {
+            format!(
+                "{}/{} {} {}",
+                r.get::<String, _>(0),
+                r.get::<String, _>(1),
+                r.get::<String, _>(2),
+                r.get::<String, _>(3)
+            )
+        };
+        assert_eq!(groups, namespace, "{}: groups' cost", at());
+        assert!(
+            (cpu_groups - cpu).abs() <= 1e-6 * cpu.max(1.0),
+            "{}: cpu {cpu_groups} vs {cpu}",
+            at()
+        );
+    }
+}
+
+/// The hybrid demo's promise: platform and idle cost reach the projects, JupyterHub users have
+/// accounts of their own, and the Presto licence follows the query seconds.
+async fn assert_hybrid_sharing_users_and_meters(database_url: &str) {
+    let i = |sql: &str| {
+        let sql = sql.to_owned();
+        async move { common::query_i64(database_url, &sql).await }
+    };
+    // Platform namespaces keep their usage and own cost, but are charged nothing; idle too.
+    assert_eq!(
+        i("SELECT count(*) FROM usage_records WHERE group_by = '' AND shared AND cost_total <> 0")
+            .await,
+        0
+    );
+    assert!(
+        i("SELECT count(*) FROM usage_records WHERE group_by = '' AND shared AND namespace = 'argocd' AND own_cost > 0").await > 0
+    );
+    let project = |column: &str| {
+        format!(
+            "SELECT (sum({column}) * 1000000)::bigint FROM usage_records
+             WHERE group_by = '' AND cluster_id = 'onprem-dc1' AND namespace = 'project-analytics'"
+        )
+    };
+    for column in ["shared_cost", "idle_cost", "own_cost"] {
+        assert!(i(&project(column)).await > 0, "project-analytics {column}");
+    }
+    // Per user in the JupyterHub namespace, on both clusters.
+    let users = i(
+        "SELECT count(DISTINCT (cluster_id, group_value)) FROM usage_records
+                   WHERE namespace = 'jupyterhub' AND group_by = 'label:hub.jupyter.org/username'
+                     AND group_value <> '__unlabelled__' AND cost_total > 0",
+    )
+    .await;
+    assert_eq!(
+        users, 6,
+        "alice, bob, carol on-prem; bob, dave, erin on GKE"
+    );
+    // The Presto licence, a bill line naming the meter, only where queries ran.
+    let presto = i(
+        "SELECT count(*) FROM usage_records, jsonb_array_elements(costs) c
+                    WHERE group_by = '' AND c->>'meter' = 'x-presto-query-seconds'
+                      AND namespace <> 'project-analytics' AND namespace <> '__unallocated__'",
+    )
+    .await;
+    assert_eq!(presto, 0, "the Presto licence goes by query seconds");
+    assert!(
+        i(
+            "SELECT count(*) FROM usage_records, jsonb_array_elements(costs) c
+           WHERE group_by = '' AND namespace = 'project-analytics'
+             AND c->>'meter' = 'x-presto-query-seconds'"
+        )
+        .await
+            > 0
+    );
+}
+
 /// The report's per-cluster totals, in micro-units, must be what the records hold.
 fn assert_report_totals(report: &Value, books: &Books) {
     let totals: BTreeMap<String, i64> = report["cluster_totals"]
@@ -615,6 +762,7 @@ async fn single_user_gcp() {
     let report = run_pipeline(&run, "single-user-gcp").await;
     let books = books(&run.database_url).await;
     assert_report_totals(&report, &books);
+    assert_groups_sum_to_their_namespace(&run.database_url).await;
     let expected = expected_usage(&run, &BTreeMap::new());
     assert_eq!(books.windows.len(), HOURS as usize);
     assert_usage_matches(&books, &expected);
@@ -653,6 +801,7 @@ async fn team_databricks_is_left_out() {
     let report = run_pipeline(&run, "team-databricks").await;
     let books = books(&run.database_url).await;
     assert_report_totals(&report, &books);
+    assert_groups_sum_to_their_namespace(&run.database_url).await;
     let mut expected = expected_usage(&run, &BTreeMap::new());
     assert!(
         expected.usage.keys().any(|(c, _)| c == "azure-databricks"),
@@ -692,6 +841,7 @@ async fn hybrid_onprem_and_gcp_stay_apart() {
     let report = run_pipeline(&run, "hybrid-onprem-gcp").await;
     let books = books(&run.database_url).await;
     assert_report_totals(&report, &books);
+    assert_groups_sum_to_their_namespace(&run.database_url).await;
     let clusters = BTreeMap::from([(
         "metricbeat.onprem.kubernetes".to_owned(),
         "onprem-dc1".to_owned(),
@@ -769,10 +919,89 @@ async fn hybrid_onprem_and_gcp_stay_apart() {
         "each cluster carries exactly its own bill"
     );
     assert_compute_shares(&books, &expected, &lines, false);
-    // JupyterHub's user server ran two of the three hours on each cluster.
+    assert_hybrid_sharing_users_and_meters(&run.database_url).await;
     let namespaces = report_namespaces(&report);
     assert!(namespaces.contains(&("onprem-dc1".into(), "jupyterhub".into())));
     assert!(namespaces.contains(&("gke-hybrid".into(), "jupyterhub".into())));
+
+    // The usage topic: the pods' labels came through Elastic (de-dotted keys), the exporters'
+    // events with the original keys; both name the same users and teams.
+    let events = usage_events(&run).await;
+    let label = |e: &UsageEvent, key: &str| e.subject.labels.get(key).cloned().unwrap_or_default();
+    let mut from_pods = BTreeSet::new();
+    let mut from_exporter = BTreeSet::new();
+    let mut extension = 0;
+    for e in &events {
+        let ns = e.subject.namespace.clone().unwrap_or_default();
+        if e.source.starts_with("//elastic-agent/") {
+            if e.subject.pod_name.is_some() {
+                assert!(
+                    !label(e, "app_kubernetes_io/name").is_empty(),
+                    "{:?}",
+                    e.subject
+                );
+                if ns.starts_with("project-") {
+                    assert!(!label(e, "team").is_empty(), "{:?}", e.subject);
+                }
+            }
+            if label(e, "component") == "singleuser-server" {
+                from_pods.insert((
+                    e.subject.cluster_id.clone(),
+                    label(e, "hub_jupyter_org/username"),
+                    label(e, "team"),
+                ));
+            }
+        } else {
+            extension += 1;
+            if e.measurements[0].resource == "x-jupyterhub-server-hours" {
+                from_exporter.insert((
+                    e.subject.cluster_id.clone(),
+                    label(e, "hub.jupyter.org/username"),
+                    label(e, "team"),
+                ));
+            }
+        }
+    }
+    let users: BTreeSet<(String, String, String)> = [
+        ("gke-hybrid", "bob", "data-eng"),
+        ("gke-hybrid", "dave", "ml"),
+        ("gke-hybrid", "erin", "data-eng"),
+        ("onprem-dc1", "alice", "analytics"),
+        ("onprem-dc1", "bob", "data-eng"),
+        ("onprem-dc1", "carol", "ml"),
+    ]
+    .iter()
+    .map(|(c, u, t)| (c.to_string(), u.to_string(), t.to_string()))
+    .collect();
+    assert_eq!(from_pods, users);
+    assert_eq!(from_exporter, users);
+    let published = usage_tracker::generate::scenario::generate(
+        "hybrid-onprem-gcp",
+        START_MS,
+        HOURS as u32,
+        PERIOD_S as u32,
+        SEED,
+    )
+    .unwrap()
+    .usage_events
+    .len();
+    assert!(published > 0);
+    assert_eq!(
+        extension, published,
+        "every extension event is on the usage topic"
+    );
+}
+
+/// Every UsageEvent on the run's usage topic.
+async fn usage_events(run: &Run) -> Vec<UsageEvent> {
+    let decoder = usage_tracker::standard::wire::RecordDecoder::<UsageEvent>::new(
+        common::endpoint(&run.registry).sr_settings().unwrap(),
+    );
+    let mut events = Vec::new();
+    for (_, payload) in common::all_messages(&common::kafka(), &run.usage_topic).await {
+        events.push(decoder.decode(&payload.unwrap()).await.unwrap());
+    }
+    events
 }
 
 /// A decimal price in 10^-12 currency units.

@@ -108,6 +108,16 @@ impl GenerateArgs {
             text.push('\n');
             std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         }
+        if !input.usage_events.is_empty() {
+            let path = self.out.join(scenario::USAGE_EVENTS_FILE);
+            std::fs::write(&path, input.usage_events_jsonl())
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "meters: {} (usage-tracker publish usage-events {})",
+                path.display(),
+                path.display()
+            );
+        }
         for bill in &input.bills {
             let path = self.out.join(&bill.name);
             std::fs::write(&path, &bill.contents)

@@ -5,6 +5,7 @@ mod elastic;
 mod export_costs;
 mod generate;
 mod publish;
+mod publish_events;
 mod recompute;
 mod report;
 mod run;
@@ -65,6 +66,9 @@ enum Command {
     Schemas(schemas::SchemasCommand),
     /// Read Elastic Agent / Metricbeat Kubernetes documents, publish them as UsageEvents.
     Elastic(elastic::ElasticArgs),
+    /// Publish standard events from JSON-lines files (UsageEvents of a meter exporter).
+    #[command(subcommand)]
+    Publish(publish_events::PublishCommand),
     /// Publish bills (GCP billing export, FOCUS, an on-prem rate card) as CostEvents.
     #[command(subcommand)]
     ExportCosts(export_costs::ExportCostsCommand),
@@ -97,6 +101,7 @@ impl Cli {
             Command::Schemas(command) => command.run().await,
             Command::Elastic(args) => args.run().await,
             Command::ExportCosts(command) => command.run().await,
+            Command::Publish(command) => command.run().await,
             Command::Config(command) => command.run().await,
         }
     }

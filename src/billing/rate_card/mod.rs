@@ -171,6 +171,10 @@ pub struct FixedCost {
     /// How the tracker apportions it (`license`, `other`, or a resource category).
     #[serde(default = "other")]
     pub category: CostCategory,
+    /// An extension resource (`x-<vendor>-<name>`) to apportion it by instead of its category:
+    /// a Presto licence by query seconds, a managed JupyterHub by server hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meter: Option<String>,
 }
 
 fn other() -> CostCategory {
@@ -474,6 +478,18 @@ impl RateCardBill {
         if self.cluster_id.is_empty() || self.billing_account.is_empty() {
             return Err("cluster_id and billing_account must not be empty".into());
         }
+        for fixed in &self.fixed {
+            if let Some(meter) = fixed
+                .meter
+                .as_deref()
+                .filter(|m| !crate::ingest::is_meter(m))
+            {
+                return Err(format!(
+                    "fixed cost {:?}: meter {meter:?} is not an extension resource x-<vendor>-<name>",
+                    fixed.name
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -602,8 +618,9 @@ impl RateCardBill {
                     )
                 });
                 let line = amount
-                    .map(|amount| {
-                        self.line(
+                    .map(|amount| CostEvent {
+                        meter: fixed.meter.clone(),
+                        ..self.line(
                             id.clone(),
                             (start, end),
                             amount,

@@ -7,7 +7,14 @@
 //! - `team-databricks`: a GKE cluster with a team's projects, plus an Azure Databricks cluster that
 //!   sends metrics and appears on an Azure bill, and must stay out of the accounting.
 //! - `hybrid-onprem-gcp`: an on-prem cluster (Metricbeat without cluster metadata, priced by a rate
-//!   card) and a GKE cluster, with IDEs, JupyterHub and Presto in project namespaces on both.
+//!   card) and a GKE cluster, with per-user IDEs, JupyterHub user servers and Presto in project
+//!   namespaces on both; and the UsageEvents of two extension meters (Presto query seconds,
+//!   JupyterHub server hours) that small exporters publish straight to the usage topic.
+//!
+//! Pods carry the Kubernetes labels a real platform gives them (`app.kubernetes.io/*`, `team`,
+//! the user of a JupyterHub server or an IDE ...), in the documents de-dotted as Elastic's
+//! `labels.dedot` (the default) writes them: `app.kubernetes.io/name` is
+//! `kubernetes.labels.app_kubernetes_io/name`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,7 +23,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use super::SplitMix64;
-use crate::standard::EpochMillis;
+use crate::standard::{
+    EpochMillis, Measurement, MeasurementKind, UsageEvent, WorkloadSubject, SPEC_VERSION,
+    USAGE_EVENT_TYPE,
+};
 
 const GIB: f64 = 1_073_741_824.0;
 const HOUR_MS: i64 = 3_600_000;
@@ -78,7 +88,7 @@ enum Activity {
 #[derive(Debug, Clone)]
 struct Workload {
     namespace: &'static str,
-    name: &'static str,
+    name: String,
     kind: &'static str,
     replicas: u32,
     containers: Vec<ContainerSpec>,
@@ -87,6 +97,9 @@ struct Workload {
     activity: Activity,
     /// The first replica restarts (new pod uid) at the middle of the period.
     restarts: bool,
+    /// Labels of its pods (Kubernetes keys, dotted), besides those Kubernetes adds per pod
+    /// (`pod-template-hash`, `controller-revision-hash`, `statefulset.kubernetes.io/pod-name`).
+    labels: BTreeMap<&'static str, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +113,24 @@ struct Cluster {
     account: &'static str,
     nodes: Vec<Node>,
     workloads: Vec<Workload>,
+    /// The platform's users on this cluster (hybrid only): their JupyterHub servers and Presto
+    /// queries become extension meters ([`extension_events`]).
+    users: Vec<User>,
+}
+
+/// A user of the platform: a JupyterHub server, maybe an IDE, Presto queries.
+#[derive(Debug, Clone, Copy)]
+struct User {
+    name: &'static str,
+    team: &'static str,
+    /// Hours `[from, to)` (from the start) their JupyterHub user server runs.
+    jupyter: (u32, u32),
+    /// KubeSpawner profile of the server: a large one for the ML team.
+    large_server: bool,
+    /// Whether they have an IDE (code-server) of their own.
+    ide: bool,
+    /// Mean Presto query seconds per exporter interval (0: no queries).
+    presto_seconds: f64,
 }
 
 /// One generated bill file.
@@ -113,6 +144,9 @@ pub struct BillFile {
     pub contents: String,
 }
 
+/// Where a scenario's [`ScenarioInput::usage_events`] go, next to its bills.
+pub const USAGE_EVENTS_FILE: &str = "usage-events.jsonl";
+
 /// A generated scenario.
 #[derive(Debug, Clone)]
 pub struct ScenarioInput {
@@ -120,6 +154,11 @@ pub struct ScenarioInput {
     pub documents: BTreeMap<String, Vec<String>>,
     /// Bills.
     pub bills: Vec<BillFile>,
+    /// Standard UsageEvents of extension meters (`x-presto-query-seconds`,
+    /// `x-jupyterhub-server-hours`) that exporters publish straight to the usage topic, not
+    /// through Elastic; empty except in `hybrid-onprem-gcp`. In time order, ids stable for the
+    /// start. [`ScenarioInput::usage_events_jsonl`] is their file.
+    pub usage_events: Vec<UsageEvent>,
     /// First sample window start (UTC, hour-aligned).
     pub start: EpochMillis,
     /// End of the generated period.
@@ -159,12 +198,26 @@ pub fn generate(
     if !azure.is_empty() {
         bills.push(focus_bill(&azure, start, hours));
     }
+    let usage_events = extension_events(&clusters, start, hours, seed);
     Some(ScenarioInput {
         documents,
         bills,
+        usage_events,
         start,
         end,
     })
+}
+
+impl ScenarioInput {
+    /// [`ScenarioInput::usage_events`] as JSON lines ([`USAGE_EVENTS_FILE`]): one `UsageEvent`
+    /// per line, its fields named as in `schemas/usage_event.avsc`, optional fields `null` or
+    /// their value (serde's form of the record, not Avro's JSON encoding of unions).
+    pub fn usage_events_jsonl(&self) -> String {
+        self.usage_events
+            .iter()
+            .map(|e| serde_json::to_string(e).expect("a UsageEvent serialises") + "\n")
+            .collect()
+    }
 }
 
 fn container(
@@ -185,20 +238,21 @@ fn container(
 
 fn workload(
     namespace: &'static str,
-    name: &'static str,
+    name: &str,
     kind: &'static str,
     replicas: u32,
     containers: Vec<ContainerSpec>,
 ) -> Workload {
     Workload {
         namespace,
-        name,
+        name: name.to_owned(),
         kind,
         replicas,
         containers,
         volume_gib: 0.0,
         activity: Activity::Always,
         restarts: false,
+        labels: BTreeMap::from([("app.kubernetes.io/name", name.to_owned())]),
     }
 }
 
@@ -215,25 +269,39 @@ impl Workload {
         self.restarts = true;
         self
     }
+    /// Adds (or replaces) pod labels.
+    fn labels(mut self, labels: &[(&'static str, &str)]) -> Self {
+        for (key, value) in labels {
+            self.labels.insert(key, (*value).to_owned());
+        }
+        self
+    }
+    /// A project team's workload.
+    fn team(self, team: &str) -> Self {
+        self.labels(&[("team", team)])
+    }
 }
 
-/// The ferrisDX base every platform runs.
+/// The ferrisDX base every platform runs: Helm releases named after their namespace, all
+/// `app.kubernetes.io/part-of=ferrisdx-platform` (the umbrella chart's common labels).
 fn ferrisdx_base() -> Vec<Workload> {
-    vec![
+    let base = vec![
         workload(
             "argocd",
             "argocd-server",
             "Deployment",
             1,
             vec![container("argocd-server", (0.25, 0.5), (0.5, 1.0), 0.4)],
-        ),
+        )
+        .labels(&[("app.kubernetes.io/component", "server")]),
         workload(
             "argocd",
             "argocd-application-controller",
             "StatefulSet",
             1,
             vec![container("controller", (0.25, 1.0), (0.5, 1.0), 0.6)],
-        ),
+        )
+        .labels(&[("app.kubernetes.io/component", "application-controller")]),
         workload(
             "consul",
             "consul-server",
@@ -288,7 +356,145 @@ fn ferrisdx_base() -> Vec<Workload> {
             1,
             vec![container("flask", (0.25, 0.5), (0.5, 0.5), 0.3)],
         ),
-    ]
+    ];
+    base.into_iter()
+        .map(|w| {
+            let namespace = w.namespace;
+            w.labels(&[
+                ("app.kubernetes.io/part-of", "ferrisdx-platform"),
+                ("app.kubernetes.io/instance", namespace),
+                ("app.kubernetes.io/managed-by", "Helm"),
+            ])
+        })
+        .collect()
+}
+
+/// The hybrid platform's users, per cluster: who has a JupyterHub server when, an IDE, and
+/// how much they query Presto.
+fn hybrid_users(cluster: &str) -> Vec<User> {
+    let user = |name, team, jupyter, ide, presto_seconds| User {
+        name,
+        team,
+        jupyter,
+        large_server: team == "ml",
+        ide,
+        presto_seconds,
+    };
+    if cluster == "onprem-dc1" {
+        vec![
+            user("alice", "analytics", (0, 3), true, 420.0),
+            user("bob", "data-eng", (1, 3), true, 180.0),
+            user("carol", "ml", (0, 1), false, 60.0),
+        ]
+    } else {
+        vec![
+            user("bob", "data-eng", (1, 3), false, 90.0),
+            user("dave", "ml", (0, 2), true, 0.0),
+            user("erin", "data-eng", (2, 3), true, 240.0),
+        ]
+    }
+}
+
+/// A project namespace's services on the hybrid clusters: an IDE per user who has one
+/// (`project-ide`, code-server StatefulSets that ferris-ui creates, labelled with the user),
+/// JupyterHub (the hub and a KubeSpawner pod per user server) and Presto (`project-analytics`).
+fn hybrid_project_workloads(users: &[User]) -> Vec<Workload> {
+    let mut workloads = Vec::new();
+    for u in users.iter().filter(|u| u.ide) {
+        let name = format!("code-server-{}", u.name);
+        workloads.push(
+            workload(
+                "project-ide",
+                &name,
+                "StatefulSet",
+                1,
+                vec![container("code-server", (0.5, 2.0), (1.0, 4.0), 0.6)],
+            )
+            .volume(10.0)
+            .labels(&[
+                ("app.kubernetes.io/name", "code-server"),
+                ("app.kubernetes.io/instance", &name),
+                ("app.kubernetes.io/managed-by", "ferris-ui"),
+                ("ferrisdx.io/user", u.name),
+            ])
+            .team(u.team),
+        );
+    }
+    workloads.push(
+        workload(
+            "jupyterhub",
+            "hub",
+            "Deployment",
+            1,
+            vec![container("hub", (0.25, 0.5), (0.5, 1.0), 0.3)],
+        )
+        .volume(1.0)
+        .labels(&[
+            ("app", "jupyterhub"),
+            ("component", "hub"),
+            ("release", "jupyterhub"),
+            ("app.kubernetes.io/name", "jupyterhub"),
+            ("app.kubernetes.io/component", "hub"),
+            ("app.kubernetes.io/instance", "jupyterhub"),
+            ("hub.jupyter.org/network-access-proxy-api", "true"),
+        ]),
+    );
+    for u in users {
+        // KubeSpawner names the pod `jupyter-<user>` and owns it itself (no controller);
+        // the `team` label comes from the hub's pre-spawn hook (the user's Keycloak group).
+        let name = format!("jupyter-{}", u.name);
+        let server = if u.large_server {
+            container("notebook", (2.0, 4.0), (8.0, 16.0), 0.9)
+        } else {
+            container("notebook", (1.0, 4.0), (4.0, 8.0), 1.5)
+        };
+        workloads.push(
+            workload("jupyterhub", &name, "Pod", 1, vec![server])
+                .activity(Activity::Hours(u.jupyter.0, u.jupyter.1))
+                .labels(&[
+                    ("app", "jupyterhub"),
+                    ("component", "singleuser-server"),
+                    ("release", "jupyterhub"),
+                    ("heritage", "jupyterhub"),
+                    ("app.kubernetes.io/name", "jupyterhub"),
+                    ("app.kubernetes.io/component", "singleuser-server"),
+                    ("app.kubernetes.io/instance", "jupyterhub"),
+                    ("app.kubernetes.io/managed-by", "kubespawner"),
+                    ("hub.jupyter.org/network-access-hub", "true"),
+                    ("hub.jupyter.org/servername", ""),
+                    ("hub.jupyter.org/username", u.name),
+                ])
+                .team(u.team),
+        );
+    }
+    let presto = [
+        ("app.kubernetes.io/name", "presto"),
+        ("app.kubernetes.io/instance", "presto"),
+    ];
+    workloads.extend([
+        workload(
+            "project-analytics",
+            "presto-coordinator",
+            "Deployment",
+            1,
+            vec![container("presto", (1.0, 2.0), (4.0, 4.0), 0.4)],
+        )
+        .labels(&presto)
+        .labels(&[("app.kubernetes.io/component", "coordinator")])
+        .team("analytics"),
+        workload(
+            "project-analytics",
+            "presto-worker",
+            "StatefulSet",
+            3,
+            vec![container("presto", (2.0, 4.0), (8.0, 8.0), 0.9)],
+        )
+        .restarting()
+        .labels(&presto)
+        .labels(&[("app.kubernetes.io/component", "worker")])
+        .team("analytics"),
+    ]);
+    workloads
 }
 
 fn nodes(prefix: &str, pool: &'static str, count: u32, cores: f64, memory_gib: f64) -> Vec<Node> {
@@ -315,7 +521,13 @@ fn clusters(name: &str) -> Option<Vec<Cluster>> {
                     1,
                     vec![container("jupyter", (0.5, 2.0), (2.0, 4.0), 1.6)],
                 )
-                .volume(10.0),
+                .volume(10.0)
+                .labels(&[
+                    ("app.kubernetes.io/name", "jupyterlab"),
+                    ("app.kubernetes.io/instance", "notebook"),
+                    ("ferrisdx.io/user", "alice"),
+                ])
+                .team("analytics"),
             );
             Some(vec![Cluster {
                 name: "gke-single",
@@ -325,6 +537,7 @@ fn clusters(name: &str) -> Option<Vec<Cluster>> {
                 account: "ferrisdx-alice",
                 nodes: nodes("gke-single-default-pool", "default-pool", 2, 4.0, 16.0),
                 workloads,
+                users: Vec::new(),
             }])
         }
         "team-databricks" => {
@@ -336,7 +549,12 @@ fn clusters(name: &str) -> Option<Vec<Cluster>> {
                     "Deployment",
                     2,
                     vec![container("api", (0.5, 1.0), (1.0, 2.0), 0.8)],
-                ),
+                )
+                .labels(&[
+                    ("app.kubernetes.io/part-of", "ingest"),
+                    ("app.kubernetes.io/component", "api"),
+                ])
+                .team("data-eng"),
                 workload(
                     "project-ingest",
                     "ingest-worker",
@@ -344,7 +562,12 @@ fn clusters(name: &str) -> Option<Vec<Cluster>> {
                     2,
                     vec![container("worker", (1.0, 2.0), (2.0, 4.0), 1.3)],
                 )
-                .restarting(),
+                .restarting()
+                .labels(&[
+                    ("app.kubernetes.io/part-of", "ingest"),
+                    ("app.kubernetes.io/component", "worker"),
+                ])
+                .team("data-eng"),
                 workload(
                     "project-reports",
                     "report-builder",
@@ -352,7 +575,8 @@ fn clusters(name: &str) -> Option<Vec<Cluster>> {
                     1,
                     vec![container("builder", (0.5, 1.0), (1.0, 2.0), 0.5)],
                 )
-                .volume(20.0),
+                .volume(20.0)
+                .team("analytics"),
                 // Reserved, unused: the team's forgotten sandbox.
                 workload(
                     "project-sandbox",
@@ -361,7 +585,8 @@ fn clusters(name: &str) -> Option<Vec<Cluster>> {
                     1,
                     vec![container("shell", (1.0, 1.0), (2.0, 2.0), 0.0)],
                 )
-                .activity(Activity::Idle),
+                .activity(Activity::Idle)
+                .team("ml"),
             ]);
             Some(vec![
                 Cluster {
@@ -372,6 +597,7 @@ fn clusters(name: &str) -> Option<Vec<Cluster>> {
                     account: "ferrisdx-team",
                     nodes: nodes("gke-team-default-pool", "default-pool", 3, 8.0, 32.0),
                     workloads,
+                    users: Vec::new(),
                 },
                 Cluster {
                     name: "azure-databricks",
@@ -386,56 +612,17 @@ fn clusters(name: &str) -> Option<Vec<Cluster>> {
                         "StatefulSet",
                         2,
                         vec![container("executor", (3.0, 4.0), (10.0, 12.0), 0.8)],
-                    )],
+                    )
+                    .labels(&[("spark-role", "executor")])],
+                    users: Vec::new(),
                 },
             ])
         }
         "hybrid-onprem-gcp" => {
-            let project_workloads = || -> Vec<Workload> {
-                vec![
-                    workload(
-                        "project-ide",
-                        "code-server",
-                        "StatefulSet",
-                        2,
-                        vec![container("code-server", (0.5, 2.0), (1.0, 4.0), 0.6)],
-                    )
-                    .volume(10.0),
-                    workload(
-                        "jupyterhub",
-                        "hub",
-                        "Deployment",
-                        1,
-                        vec![container("hub", (0.25, 0.5), (0.5, 1.0), 0.3)],
-                    )
-                    .volume(1.0),
-                    workload(
-                        "jupyterhub",
-                        "jupyter-bob",
-                        "Pod",
-                        1,
-                        vec![container("notebook", (1.0, 4.0), (4.0, 8.0), 1.5)],
-                    )
-                    .activity(Activity::Hours(1, 3)),
-                    workload(
-                        "project-analytics",
-                        "presto-coordinator",
-                        "Deployment",
-                        1,
-                        vec![container("presto", (1.0, 2.0), (4.0, 4.0), 0.4)],
-                    ),
-                    workload(
-                        "project-analytics",
-                        "presto-worker",
-                        "StatefulSet",
-                        3,
-                        vec![container("presto", (2.0, 4.0), (8.0, 8.0), 0.9)],
-                    )
-                    .restarting(),
-                ]
-            };
+            let (onprem_users, gke_users) =
+                (hybrid_users("onprem-dc1"), hybrid_users("gke-hybrid"));
             let mut onprem = ferrisdx_base();
-            onprem.extend(project_workloads());
+            onprem.extend(hybrid_project_workloads(&onprem_users));
             Some(vec![
                 Cluster {
                     name: "onprem-dc1",
@@ -449,6 +636,7 @@ fn clusters(name: &str) -> Option<Vec<Cluster>> {
                     ]
                     .concat(),
                     workloads: onprem,
+                    users: onprem_users,
                 },
                 Cluster {
                     name: "gke-hybrid",
@@ -457,7 +645,8 @@ fn clusters(name: &str) -> Option<Vec<Cluster>> {
                     billing: Billing::Gcp { csv: false },
                     account: "ferrisdx-hybrid",
                     nodes: nodes("gke-hybrid-burst-pool", "burst-pool", 2, 8.0, 32.0),
-                    workloads: project_workloads(),
+                    workloads: hybrid_project_workloads(&gke_users),
+                    users: gke_users,
                 },
             ])
         }
@@ -606,7 +795,7 @@ struct Pod {
 fn pod(workload: &Workload, replica: u32, restarted: bool) -> Pod {
     let name = match (workload.kind, restarted) {
         ("StatefulSet", _) => format!("{}-{replica}", workload.name),
-        ("Pod", _) => workload.name.to_owned(),
+        ("Pod", _) => workload.name.clone(),
         (_, false) => format!("{}-5d8f7c9b4-{replica:05}", workload.name),
         (_, true) => format!("{}-5d8f7c9b4-r{replica:04}", workload.name),
     };
@@ -632,12 +821,40 @@ fn pod_uid(cluster: &Cluster, namespace: &str, pod: &str, incarnation: u32) -> S
     )
 }
 
+/// The pod's labels, keyed as Elastic writes them: de-dotted (`labels.dedot`, the default of
+/// both Elastic Agent and Metricbeat), so `app.kubernetes.io/name` is `app_kubernetes_io/name`.
+fn pod_labels(workload: &Workload, pod: &Pod) -> serde_json::Map<String, Value> {
+    let mut labels: BTreeMap<&str, String> = workload
+        .labels
+        .iter()
+        .map(|(k, v)| (*k, v.clone()))
+        .collect();
+    // What the controllers add to each pod.
+    match workload.kind {
+        "Deployment" => {
+            labels.insert("pod-template-hash", "5d8f7c9b4".into());
+        }
+        "StatefulSet" => {
+            labels.insert(
+                "controller-revision-hash",
+                format!("{}-7b9c6d5f8d", workload.name),
+            );
+            labels.insert("statefulset.kubernetes.io/pod-name", pod.name.clone());
+        }
+        _ => {}
+    }
+    labels
+        .into_iter()
+        .map(|(k, v)| (k.replace('.', "_"), Value::String(v)))
+        .collect()
+}
+
 fn workload_metadata(cluster: &Cluster, workload: &Workload, pod: &Pod, node: &str) -> Value {
     let mut k8s = json!({
         "namespace": workload.namespace,
         "pod": {"name": pod.name, "uid": pod_uid(cluster, workload.namespace, &pod.name, pod.incarnation)},
         "node": {"name": node},
-        "labels": {"app_kubernetes_io/name": workload.name},
+        "labels": pod_labels(workload, pod),
     });
     match workload.kind {
         "Deployment" => {
@@ -690,6 +907,108 @@ fn pvc_document(
         },
     });
     doc.to_string()
+}
+
+/// How often the extension meters' exporters publish: every 15 minutes, for the 15 minutes
+/// before (a CronJob `*/15`).
+const EXPORTER_INTERVAL_MS: i64 = 900_000;
+/// Presto query seconds: the wall-clock execution time of a user's queries that finished in the
+/// interval, summed (Presto's `QueryCompletedEvent`), per (cluster, user).
+pub const PRESTO_QUERY_SECONDS: (&str, &str) = ("x-presto-query-seconds", "seconds");
+/// JupyterHub server hours: how long a user's server ran in the interval, per (cluster, user),
+/// from the hub's REST API (`/hub/api/users`: each server's `started`).
+pub const JUPYTERHUB_SERVER_HOURS: (&str, &str) = ("x-jupyterhub-server-hours", "hours");
+
+/// The UsageEvents two small exporters publish straight to the usage topic for the clusters'
+/// [`User`]s (the meters are not in any Elastic document): Presto query seconds in
+/// `project-analytics`, labelled with the querying user and their team, and JupyterHub server
+/// hours in `jupyterhub`, labelled like the user's server pod. Deterministic for the seed (a
+/// stream of its own: the documents are the same with or without them); ids are
+/// `<user>/<interval start ms>`, unique per exporter (`source`).
+fn extension_events(
+    clusters: &[Cluster],
+    start: EpochMillis,
+    hours: u32,
+    seed: u64,
+) -> Vec<UsageEvent> {
+    let mut rng = SplitMix64::new(seed ^ 0x7072_6573_746f_6a68);
+    let end = start + i64::from(hours) * HOUR_MS;
+    let mut events = Vec::new();
+    let mut from = start;
+    while from < end {
+        let to = from + EXPORTER_INTERVAL_MS;
+        let hour = ((from - start) / HOUR_MS) as u32;
+        for cluster in clusters {
+            for user in &cluster.users {
+                let event =
+                    |exporter: &str, (resource, unit): (&str, &str), quantity: f64| UsageEvent {
+                        specversion: SPEC_VERSION.to_owned(),
+                        id: format!("{}/{from}", user.name),
+                        source: format!("//{exporter}/{}", cluster.name),
+                        event_type: USAGE_EVENT_TYPE.to_owned(),
+                        time: to,
+                        start: from,
+                        end: to,
+                        subject: WorkloadSubject {
+                            cluster_id: cluster.name.to_owned(),
+                            cluster_name: Some(cluster.name.to_owned()),
+                            ..WorkloadSubject::default()
+                        },
+                        measurements: vec![Measurement {
+                            resource: resource.to_owned(),
+                            kind: MeasurementKind::Usage,
+                            quantity,
+                            unit: unit.to_owned(),
+                        }],
+                    };
+                let label = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+                    pairs
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect()
+                };
+                if (user.jupyter.0..user.jupyter.1).contains(&hour) {
+                    let mut e = event(
+                        "jupyterhub-usage-exporter",
+                        JUPYTERHUB_SERVER_HOURS,
+                        EXPORTER_INTERVAL_MS as f64 / HOUR_MS as f64,
+                    );
+                    e.subject.namespace = Some("jupyterhub".into());
+                    e.subject.pod_name = Some(format!("jupyter-{}", user.name));
+                    e.subject.labels = label(&[
+                        ("app.kubernetes.io/name", "jupyterhub"),
+                        ("component", "singleuser-server"),
+                        ("hub.jupyter.org/username", user.name),
+                        ("team", user.team),
+                    ]);
+                    events.push(e);
+                }
+                if user.presto_seconds > 0.0 {
+                    // Some intervals without a query: then the exporter publishes nothing.
+                    let queried = rng.next_f64() >= 0.2;
+                    let seconds = user.presto_seconds * (0.5 + rng.next_f64());
+                    if queried {
+                        let mut e = event(
+                            "presto-usage-exporter",
+                            PRESTO_QUERY_SECONDS,
+                            (seconds * 1000.0).round() / 1000.0,
+                        );
+                        e.subject.namespace = Some("project-analytics".into());
+                        e.subject.workload_kind = Some("Deployment".into());
+                        e.subject.workload_name = Some("presto-coordinator".into());
+                        e.subject.labels = label(&[
+                            ("app.kubernetes.io/name", "presto"),
+                            ("ferrisdx.io/user", user.name),
+                            ("team", user.team),
+                        ]);
+                        events.push(e);
+                    }
+                }
+            }
+        }
+        from = to;
+    }
+    events
 }
 
 /// GCP list prices per hour the generated bills use (EUR).

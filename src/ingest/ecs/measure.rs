@@ -2,8 +2,6 @@
 //! metricset it is ([`classify`]), which fields become which measurements ([`measurements`]),
 //! the cluster, namespace and workload it names, and its event id.
 
-use std::collections::BTreeMap;
-
 use super::doc::{non_empty, parse, timestamp, Bytes, Cores, CpuDoc, Doc, Kubernetes};
 use super::id::event_id;
 use super::{reject, CapacitySource, EcsNormaliser, EcsOutcome, UsageSource, NON_KUBERNETES};
@@ -176,18 +174,7 @@ impl EcsNormaliser {
             ],
             end,
         );
-        let labels = k8s
-            .and_then(|k| k.labels.as_ref())
-            .map(|l| {
-                // Inserted one by one: `collect` would sort through an extra buffer. A repeated
-                // key keeps its last value either way.
-                let mut labels = BTreeMap::new();
-                for (k, v) in &l.0 {
-                    labels.insert(k.to_string(), v.to_string());
-                }
-                labels
-            })
-            .unwrap_or_default();
+        let labels = doc.labels();
         let owned = |s: Option<&str>| s.map(str::to_owned);
         Ok(EcsOutcome::Usage(UsageEvent {
             specversion: SPEC_VERSION.to_owned(),

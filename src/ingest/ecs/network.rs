@@ -2,7 +2,7 @@
 //! ([`PodNetworkSample`]), and [`NetworkCounters`], which turns consecutive readings of a pod into
 //! network usage between them without ever counting a byte twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use super::doc::{non_empty, timestamp, Bytes, Doc, Kubernetes};
 use super::id::{decimal, event_id};
@@ -72,7 +72,7 @@ impl EcsNormaliser {
                 ),
                 workload_kind: owned(workload_kind),
                 workload_name: owned(workload_name),
-                labels: BTreeMap::new(),
+                labels: doc.labels(),
             },
         }))
     }

@@ -1099,9 +1099,10 @@ fn labels_keep_strings_and_owners_follow_the_standard() {
         .unwrap()
         .remove("deployment");
     let e = usage_with(&default_normaliser(), &bytes(&doc));
+    // Strings only; a nested object is labels too (see below).
     assert_eq!(
         e.subject.labels,
-        labels(&[("app", "a\"b"), ("tier", "web")])
+        labels(&[("app", "a\"b"), ("nested_x", "y"), ("tier", "web")])
     );
     assert_eq!(
         (
@@ -1125,6 +1126,283 @@ fn labels_keep_strings_and_owners_follow_the_standard() {
         ),
         (Some("CronJob"), Some("backup"))
     );
+}
+
+/// The container document with `labels` as its `kubernetes.labels` and `top` added at the top
+/// level (dotted keys).
+fn container_labelled(labels: serde_json::Value, top: &[(&str, serde_json::Value)]) -> Vec<u8> {
+    let mut doc = container_doc();
+    doc["kubernetes"]["labels"] = labels;
+    for (key, value) in top {
+        doc[*key] = value.clone();
+    }
+    bytes(&doc)
+}
+
+#[test]
+fn labels_are_keyed_as_elastic_stores_them_however_the_agent_writes_them() {
+    let n = default_normaliser();
+    let want = labels(&[
+        ("app", "web"),
+        ("app_kubernetes_io/name", "jupyterhub"),
+        ("app_kubernetes_io/component", "singleuser-server"),
+        ("hub_jupyter_org/username", "alice"),
+        ("team", "analytics"),
+    ]);
+    // `labels.dedot: true` (the default of Elastic Agent and Metricbeat): dots are underscores.
+    let dedotted = usage_with(
+        &n,
+        &container_labelled(
+            json!({
+                "app": "web",
+                "app_kubernetes_io/name": "jupyterhub",
+                "app_kubernetes_io/component": "singleuser-server",
+                "hub_jupyter_org/username": "alice",
+                "team": "analytics"
+            }),
+            &[],
+        ),
+    );
+    assert_eq!(dedotted.subject.labels, want);
+    // `labels.dedot: false`: nested at every dot (libbeat's safemapstr.Put), a key that is also a
+    // prefix renamed `<key>.value`. Flattened to the de-dotted field path: `app` is `app_value`.
+    let nested = usage_with(
+        &n,
+        &container_labelled(
+            json!({
+                "app": {
+                    "value": "web",
+                    "kubernetes": {"io/name": "jupyterhub", "io/component": "singleuser-server"}
+                },
+                "hub": {"jupyter": {"org/username": "alice"}},
+                "team": "analytics"
+            }),
+            &[],
+        ),
+    );
+    let mut nested_want = want.clone();
+    nested_want.remove("app");
+    nested_want.insert("app_value".into(), "web".into());
+    assert_eq!(nested.subject.labels, nested_want);
+    // Original keys with dots (a shipper that keeps them): de-dotted, the same labels.
+    let dotted = usage_with(
+        &n,
+        &container_labelled(
+            json!({
+                "app": "web",
+                "app.kubernetes.io/name": "jupyterhub",
+                "app.kubernetes.io/component": "singleuser-server",
+                "hub.jupyter.org/username": "alice",
+                "team": "analytics"
+            }),
+            &[],
+        ),
+    );
+    assert_eq!(dotted, dedotted, "the same event, id included");
+    // Dotted keys at the top level (`"kubernetes.labels.team": ...`), alone or with the
+    // object; a key given both ways keeps the top-level one.
+    let flat = usage_with(
+        &n,
+        &container_labelled(
+            json!({"app": "web", "team": "overridden"}),
+            &[
+                ("kubernetes.labels.team", json!("analytics")),
+                (
+                    "kubernetes.labels.app_kubernetes_io/name",
+                    json!("jupyterhub"),
+                ),
+                (
+                    "kubernetes.labels.app.kubernetes.io/component",
+                    json!("singleuser-server"),
+                ),
+                (
+                    "kubernetes.labels.hub",
+                    json!({"jupyter": {"org/username": "alice"}}),
+                ),
+                ("kubernetes.labels.n", json!(1)),
+                // Not labels: other dotted keys are not read.
+                ("kubernetes.labels.", json!("x")),
+                ("kubernetes.labelsx", json!("x")),
+                ("kubernetes.namespace", json!("elsewhere")),
+            ],
+        ),
+    );
+    assert_eq!(flat, dedotted);
+    let mut doc = container_doc();
+    doc["kubernetes"].as_object_mut().unwrap().remove("labels");
+    doc["kubernetes.labels"] = json!({"app": "web", "hub": {"jupyter": {"org/username": "alice"}}});
+    assert_eq!(
+        usage_with(&n, &bytes(&doc)).subject.labels,
+        labels(&[("app", "web"), ("hub_jupyter_org/username", "alice")])
+    );
+
+    // Nested objects are flattened down to MAX_LABEL_NESTING levels; deeper ones are skipped.
+    let chain = |levels: usize| {
+        let mut value = json!("deep");
+        for _ in 1..levels {
+            value = json!({ "k": value });
+        }
+        value
+    };
+    let deepest = usage_with(
+        &n,
+        &container_labelled(json!({ "k": chain(super::doc::MAX_LABEL_NESTING) }), &[]),
+    );
+    assert_eq!(
+        deepest.subject.labels,
+        labels(&[(&vec!["k"; super::doc::MAX_LABEL_NESTING].join("_"), "deep")])
+    );
+    let deeper = usage_with(
+        &n,
+        &container_labelled(
+            json!({ "k": chain(super::doc::MAX_LABEL_NESTING + 1), "a": "b" }),
+            &[],
+        ),
+    );
+    assert_eq!(deeper.subject.labels, labels(&[("a", "b")]));
+
+    // A known field twice is still an invalid document.
+    let twice = String::from_utf8(bytes(&container_doc()))
+        .unwrap()
+        .replacen(
+            "\"event\":",
+            "\"event\":{\"module\":\"kubernetes\"},\"event\":",
+            1,
+        );
+    assert_eq!(
+        rejection(&n, twice.as_bytes()).reason,
+        DeadLetterReason::InvalidEvent
+    );
+}
+
+#[test]
+fn pod_and_container_labels_of_the_fixtures_reach_every_event() {
+    let n = default_normaliser();
+    // The pod document (read for its network counters) keeps its pod's labels too.
+    let sample = network_sample(&n, &fixture("integrations/pod/sample_event.json"));
+    assert_eq!(
+        sample.subject.labels,
+        labels(&[
+            ("component", "kube-controller-manager"),
+            ("tier", "control-plane")
+        ])
+    );
+    let mut counters = NetworkCounters::default();
+    let mut later = sample.clone();
+    later.time += 10_000;
+    later.rx += 1.0;
+    assert_eq!(delta(&mut counters, sample), None);
+    let event = delta(&mut counters, later).unwrap();
+    assert_eq!(event.subject.labels["tier"], "control-plane");
+    // Container and state_container documents (pod labels; node and namespace labels are not
+    // the pod's and are left out).
+    assert_eq!(
+        usage("integrations/state_container/sample_event.json")
+            .subject
+            .labels,
+        labels(&[("pod-template-hash", "558bd4d5db"), ("k8s-app", "kube-dns")])
+    );
+    assert_eq!(
+        usage("integrations/container/sample_event.json")
+            .subject
+            .labels,
+        labels(&[("app", "elasticsearch"), ("pod-template-hash", "d5cbc495")])
+    );
+}
+
+#[test]
+fn labels_are_held_to_the_standards_limits() {
+    use crate::standard::limits::{MAX_LABELS, MAX_LABEL_KEY_LEN, MAX_LABEL_VALUE_LEN};
+    let n = default_normaliser();
+    let outcome = |payload: Vec<u8>| -> Result<usize, DeadLetterReason> {
+        match n.normalise(&payload).map_err(|r| r.reason)? {
+            EcsOutcome::Usage(event) => {
+                check_event(&event, CLOCK).map_err(|r| r.reason)?;
+                Ok(event.subject.labels.len())
+            }
+            EcsOutcome::PodNetwork(sample) => {
+                sample.check(CLOCK).map_err(|r| r.reason)?;
+                Ok(sample.subject.labels.len())
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    let many = |count: usize| -> serde_json::Value {
+        (0..count)
+            .map(|i| (format!("l{i:03}"), json!("v")))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    use DeadLetterReason::{InvalidString, OutOfRange};
+    // At most 128 labels: counted as they end up, nested and dotted ones included.
+    assert_eq!(outcome(container_labelled(many(MAX_LABELS), &[])), Ok(128));
+    assert_eq!(
+        outcome(container_labelled(many(MAX_LABELS + 1), &[])),
+        Err(OutOfRange)
+    );
+    assert_eq!(
+        outcome(container_labelled(
+            json!({ "nested": many(MAX_LABELS + 1) }),
+            &[]
+        )),
+        Err(OutOfRange)
+    );
+    assert_eq!(
+        outcome(container_labelled(
+            many(MAX_LABELS),
+            &[("kubernetes.labels.one-more", json!("v"))]
+        )),
+        Err(OutOfRange)
+    );
+    // Keys of at most 317 bytes (also once flattened), values of at most 256.
+    let key = |len: usize| "k".repeat(len);
+    assert_eq!(
+        outcome(container_labelled(
+            json!({ key(MAX_LABEL_KEY_LEN): "v" }),
+            &[]
+        )),
+        Ok(1)
+    );
+    assert_eq!(
+        outcome(container_labelled(
+            json!({ key(MAX_LABEL_KEY_LEN + 1): "v" }),
+            &[]
+        )),
+        Err(InvalidString)
+    );
+    assert_eq!(
+        outcome(container_labelled(
+            json!({ key(200): { key(MAX_LABEL_KEY_LEN - 200): "v" } }),
+            &[]
+        )),
+        Err(InvalidString),
+        "200 + '_' + 117 bytes"
+    );
+    assert_eq!(
+        outcome(container_labelled(
+            json!({ "a": "v".repeat(MAX_LABEL_VALUE_LEN) }),
+            &[]
+        )),
+        Ok(1)
+    );
+    assert_eq!(
+        outcome(container_labelled(
+            json!({ "a": "v".repeat(MAX_LABEL_VALUE_LEN + 1) }),
+            &[]
+        )),
+        Err(InvalidString)
+    );
+    assert_eq!(
+        outcome(container_labelled(json!({ "a": "x\u{1b}y" }), &[])),
+        Err(InvalidString)
+    );
+    // The pod document's network reading: the same limits, before it is remembered.
+    let mut pod: serde_json::Value =
+        serde_json::from_slice(&pod_network_doc("2025-06-02T08:00:10Z", 1.0, 1.0)).unwrap();
+    pod["kubernetes"]["labels"] = many(MAX_LABELS);
+    assert_eq!(outcome(bytes(&pod)), Ok(128));
+    pod["kubernetes"]["labels"] = many(MAX_LABELS + 1);
+    assert_eq!(outcome(bytes(&pod)), Err(OutOfRange));
 }
 
 /// Counts the allocations of the current thread (in this test binary only).
@@ -1795,7 +2073,7 @@ mod hostile {
     }
 
     /// Where a hostile value goes: every field the normaliser reads, and a few it skips.
-    const PATHS: [&[&str]; 22] = [
+    const PATHS: [&[&str]; 24] = [
         &["@timestamp"],
         &["metricset"],
         &["metricset", "name"],
@@ -1815,6 +2093,8 @@ mod hostile {
         &["kubernetes", "container", "memory", "workingset", "bytes"],
         &["kubernetes", "labels"],
         &["kubernetes", "labels", "app"],
+        &["kubernetes.labels"],
+        &["kubernetes.labels.app"],
         &["kubernetes", "deployment", "name"],
         &["host"],
         &["kubernetes", "node", "labels"],
