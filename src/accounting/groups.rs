@@ -30,11 +30,24 @@ pub(super) struct Group<'a> {
 }
 
 /// The records of `groups` (all of one dimension, each value once) of `namespace`'s record.
+/// `own` are the namespace's shares before sharing: a shared namespace's groups keep their part
+/// of them as `own_cost_micros`, as the namespace does, though its `costs` moved out.
 pub(super) fn group_records(
     namespace: &UsageRecord,
+    own: &[AllocatedCost],
     groups: &[Group<'_>],
     other_weights: &[(Resource, u32)],
 ) -> Vec<UsageRecord> {
+    let mut own_micros: Vec<Micros> = vec![0; groups.len()];
+    for entry in own {
+        for (slot, (micros, _)) in
+            own_micros
+                .iter_mut()
+                .zip(split_entry(entry, groups, other_weights))
+        {
+            *slot += micros;
+        }
+    }
     let mut costs: Vec<Vec<AllocatedCost>> = vec![Vec::new(); groups.len()];
     for entry in &namespace.costs {
         for (i, (micros, ratio)) in split_entry(entry, groups, other_weights)
@@ -53,7 +66,8 @@ pub(super) fn group_records(
     groups
         .iter()
         .zip(costs)
-        .map(|(group, costs)| {
+        .zip(own_micros)
+        .map(|((group, costs), own_micros)| {
             let (by, value) = group.key;
             let sum = |keep: fn(&AllocatedCost) -> bool| -> Micros {
                 costs
@@ -71,7 +85,7 @@ pub(super) fn group_records(
                     lines
                 },
                 cost_total_micros: sum(|_| true),
-                own_cost_micros: Some(sum(|c| c.shared_from.is_none())),
+                own_cost_micros: Some(own_micros),
                 shared_cost_micros: Some(sum(|c| {
                     c.shared_from
                         .as_deref()
@@ -224,6 +238,16 @@ mod tests {
 
     const NO_METERS: &BTreeMap<Arc<str>, MeterTotals> = &BTreeMap::new();
 
+    /// The record's own entries: its shares before sharing, when it received but gave nothing.
+    fn own(record: &UsageRecord) -> Vec<AllocatedCost> {
+        record
+            .costs
+            .iter()
+            .filter(|c| c.shared_from.is_none())
+            .cloned()
+            .collect()
+    }
+
     fn group<'a>(key: &'a GroupKey, totals: &'a ResourceTotals) -> Group<'a> {
         Group {
             key,
@@ -255,7 +279,12 @@ mod tests {
             entry(CostCategory::Other, 101, None),
         ]);
         let weights = [(Resource::Cpu, 1), (Resource::Memory, 1)];
-        let groups = group_records(&record, &[group(&ka, &alice), group(&kb, &bob)], &weights);
+        let groups = group_records(
+            &record,
+            &own(&record),
+            &[group(&ka, &alice), group(&kb, &bob)],
+            &weights,
+        );
         let micros: Vec<Vec<Micros>> = groups
             .iter()
             .map(|g| g.costs.iter().map(|c| c.allocated_cost_micros).collect())
@@ -277,7 +306,12 @@ mod tests {
         let (ka, kb) = (key("a"), key("b"));
         let empty = totals(&[]);
         let record = namespace(vec![entry(CostCategory::Storage, 5, None)]);
-        let groups = group_records(&record, &[group(&ka, &empty), group(&kb, &empty)], &[]);
+        let groups = group_records(
+            &record,
+            &own(&record),
+            &[group(&ka, &empty), group(&kb, &empty)],
+            &[],
+        );
         let micros: Vec<Micros> = groups.iter().map(|g| g.cost_total_micros).collect();
         assert_eq!(micros, vec![3, 2]);
     }
@@ -307,7 +341,7 @@ mod tests {
             let keys: Vec<GroupKey> = (0..usage.len()).map(|i| key(&format!("u{i}"))).collect();
             let totals: Vec<ResourceTotals> = usage.iter().map(|u| totals(u)).collect();
             let groups: Vec<Group<'_>> = keys.iter().zip(&totals).map(|(k, t)| group(k, t)).collect();
-            let out = group_records(&record, &groups, &weights);
+            let out = group_records(&record, &own(&record), &groups, &weights);
             prop_assert_eq!(out.len(), groups.len());
             for (i, e) in record.costs.iter().enumerate() {
                 let _ = i;

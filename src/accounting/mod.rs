@@ -319,7 +319,12 @@ impl Accountant {
                 record
             })
             .flat_map(|record| {
-                let groups = self.group_records(view, &record);
+                let own: Vec<AllocatedCost> = own
+                    .iter()
+                    .filter(|s| s.namespace == record.namespace)
+                    .map(|s| s.cost.clone())
+                    .collect();
+                let groups = self.group_records(view, &record, &own);
                 std::iter::once(record).chain(groups)
             })
             .collect()
@@ -330,6 +335,7 @@ impl Accountant {
         &self,
         view: &ClusterWindowView<'_>,
         record: &UsageRecord,
+        own: &[AllocatedCost],
     ) -> Vec<UsageRecord> {
         let mine: Vec<groups::Group<'_>> = view
             .groups
@@ -343,7 +349,7 @@ impl Accountant {
             .collect();
         let weights = &self.allocator.policy().other_weights;
         mine.chunk_by(|a, b| a.key.0 == b.key.0)
-            .flat_map(|dimension| groups::group_records(record, dimension, weights))
+            .flat_map(|dimension| groups::group_records(record, own, dimension, weights))
             .collect()
     }
 }
@@ -612,6 +618,11 @@ mod tests {
         assert_eq!(
             figures("project-b", Some(crate::standard::UNLABELLED)).0,
             250_000
+        );
+        // A shared namespace's groups keep their part of its own cost, as it does.
+        assert_eq!(
+            figures("argocd", Some(crate::standard::UNLABELLED)),
+            (0, Some(100_000), Some(0), Some(0), true)
         );
         // Every euro once: over namespace records the bill sums exactly.
         let namespaces: Micros = records
