@@ -62,7 +62,7 @@ def usage(e, **blocking):
     return out
 
 
-CATEGORIES = ["compute", "memory", "storage", "network", "license", "other"]
+CATEGORIES = ["compute", "memory", "storage", "network", "license", "other", "gpu"]
 STATUSES = ["estimated", "final"]
 
 
@@ -78,6 +78,7 @@ def cost(e, **blocking):
     out += b"".join(optional(e.get(k)) for k in ["service_name", "sku_id", "resource_id"])
     out += blocks(sorted(e.get("labels", {}).items()), lambda kv: string(kv[0]) + string(kv[1]),
                   **blocking)
+    out += optional(e.get("meter"))  # schema version 2
     return out
 
 
@@ -131,6 +132,7 @@ CARD_LINE = {
     "charge_period_start": T - 86_400_000 * 30, "charge_period_end": T,
     "billed_cost_micros": 1_500_000_000, "effective_cost_micros": 1_500_000_000,
     "billing_currency": "EUR", "category": "license", "cost_status": "estimated",
+    "meter": "x-presto-query-seconds",
 }
 COST_EDGES = dict(GCP_LINE, id="edges", billing_currency="eu", charge_period_start=T,
                   charge_period_end=T - 1, billed_cost_micros=-(2**63),

@@ -24,7 +24,7 @@ pub enum TimeError {
 /// ```
 /// use usage_tracker::time::parse_utc;
 /// assert_eq!(parse_utc("2026-11-01"), parse_utc("2026-11-01T00:00:00Z"));
-/// assert_eq!(parse_utc("2026-11-01T01:00:00Z"), Ok(1_761_958_800_000));
+/// assert_eq!(parse_utc("2026-11-01T01:00:00Z"), Ok(1_793_494_800_000));
 /// assert!(parse_utc("yesterday").is_err());
 /// ```
 pub fn parse_utc(text: &str) -> Result<EpochMillis, TimeError> {

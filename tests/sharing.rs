@@ -321,3 +321,116 @@ async fn platform_and_idle_cost_reach_the_projects_and_their_users_and_recompute
     common::assert_topic_equals_table(&kafka, &endpoint, &topic("usage_records"), &database_url)
         .await;
 }
+
+/// `[sharing] labels`: a platform agent running inside a project namespace (labelled as
+/// Elastic writes it, de-dotted) has its cost moved like a shared namespace's, while its usage
+/// stays in the namespace's record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_labelled_as_platform_is_shared_wherever_it_runs() {
+    let registry = common::registry().await;
+    let endpoint = common::endpoint(&registry);
+    let kafka = common::kafka();
+    let dir = tempfile::tempdir().unwrap();
+    let topics = [
+        ("usage_events", common::unique("agent-usage")),
+        ("cost_events", common::unique("agent-cost")),
+        ("usage_records", common::unique("agent-records")),
+        ("dead_letters", common::unique("agent-dlq")),
+    ];
+    let t0 = (now_ms() / H - 3) * H;
+    use MeasurementKind::*;
+    let mut agent = event(
+        "agent",
+        Some("project-a"),
+        t0,
+        &[(Usage, 3600.0)],
+        0.0,
+        None,
+    );
+    agent.subject.labels.insert(
+        "app_kubernetes_io/part-of".into(),
+        "ferrisdx-platform".into(),
+    );
+    let events = [
+        event(
+            "a",
+            Some("project-a"),
+            t0,
+            &[(Usage, 3.0 * 3600.0)],
+            0.0,
+            None,
+        ),
+        agent,
+        event("b", Some("project-b"), t0, &[(Usage, 3600.0)], 0.0, None),
+    ];
+    let bill = cost(
+        "compute",
+        "onprem",
+        "c1",
+        None,
+        (t0, t0 + H),
+        500_000,
+        CostCategory::Compute,
+    );
+    kafka
+        .ensure_topics(&[
+            TopicSpec::new(&topics[0].1, 1, 1),
+            TopicSpec::new(&topics[1].1, 1, 1),
+        ])
+        .await
+        .unwrap();
+    common::publish_records(&kafka, &registry, &topics[0].1, &events, |e| {
+        e.subject.cluster_id.clone()
+    })
+    .await;
+    common::publish_records(&kafka, &registry, &topics[1].1, &[bill], |_| {
+        "c1".to_owned()
+    })
+    .await;
+
+    let topic_pairs: Vec<(&str, &str)> = topics.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let config = common::tracker_config(dir.path(), "agent", 1, "200ms", &topic_pairs);
+    let text = std::fs::read_to_string(&config).unwrap()
+        + "\n[sharing]\nlabels = { \"app.kubernetes.io/part-of\" = \"ferrisdx-platform\" }\n";
+    std::fs::write(&config, text).unwrap();
+    let database_url = common::fresh_database().await;
+    let output = common::tracker_run(&registry, &config, &database_url, true)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows = common::record_figures(&database_url).await;
+    // Own: a 300 000, its agent 100 000 (a's own too), b 100 000; the agent's part moves 3:1.
+    let [to_a, to_b] = split(100_000, &[300_000, 100_000])[..] else {
+        unreachable!()
+    };
+    assert_eq!(
+        micros(&rows, "project-a", None, t0),
+        (300_000 + to_a, 400_000, to_a, 0)
+    );
+    assert_eq!(
+        micros(&rows, "project-b", None, t0),
+        (100_000 + to_b, 100_000, to_b, 0)
+    );
+    let a = &rows[&(
+        "c1".into(),
+        "project-a".into(),
+        t0,
+        String::new(),
+        String::new(),
+    )];
+    assert!(
+        a.resources.contains("14400"),
+        "the agent's usage stays: {}",
+        a.resources
+    );
+    assert!(
+        !rows.keys().any(|k| k.1.contains('/')),
+        "no record for the shared part"
+    );
+    common::assert_topic_equals_table(&kafka, &endpoint, &topics[2].1, &database_url).await;
+}

@@ -7,7 +7,10 @@ pub mod pricing;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::allocate::{Charge, ClusterWindow, CostAllocator, NamespaceShare, IDLE, UNALLOCATED};
+use crate::allocate::{
+    Charge, ClusterWindow, CostAllocator, NamespaceShare, SharingPolicy, IDLE, SHARED_WORKLOADS,
+    UNALLOCATED,
+};
 use crate::ingest::DeadLetterReason;
 use crate::measure::{MeterTotals, Quantity, Resource, ResourceTotals};
 use crate::standard::{
@@ -255,6 +258,33 @@ impl Accountant {
             .filter(|(n, _)| !is_reserved(n))
             .map(|(n, t)| (n.as_ref(), *t))
             .collect();
+        // Workloads shared wherever they run are allocated apart from their namespace, under
+        // `<namespace>/shared-workloads`, so that sharing can move their cost.
+        let pseudo: Vec<(String, ResourceTotals, ResourceTotals)> = view
+            .shared
+            .iter()
+            .filter_map(|(n, part)| {
+                let (_, totals) = usage.iter().find(|(u, _)| *u == n.as_ref())?;
+                Some((
+                    format!("{n}{SHARED_WORKLOADS}"),
+                    without(totals, part),
+                    **part,
+                ))
+            })
+            .collect();
+        let split: Vec<(&str, &ResourceTotals)> = usage
+            .iter()
+            .map(|&(n, t)| {
+                match pseudo
+                    .iter()
+                    .find(|(p, _, _)| SharingPolicy::namespace_of(p) == n)
+                {
+                    Some((_, rest, _)) => (n, rest),
+                    None => (n, t),
+                }
+            })
+            .chain(pseudo.iter().map(|(p, _, part)| (p.as_str(), part)))
+            .collect();
         let meters: Vec<(&str, &BTreeMap<Arc<str>, MeterTotals>)> =
             view.meters.iter().map(|(n, m)| (n.as_ref(), *m)).collect();
         let mut charges = self.ledger.charges(view.cluster_id, view.window_start);
@@ -271,14 +301,18 @@ impl Accountant {
             }));
         }
         let window = ClusterWindow {
-            namespaces: &usage,
+            namespaces: &split,
             capacity: view.capacity,
             meters: &meters,
         };
         let own = self.allocator.allocate(&window, &charges);
         let present: Vec<&str> = usage.iter().map(|(n, _)| *n).collect();
         let sharing = &self.allocator.policy().sharing;
-        let shares = sharing.share(own.clone(), &present);
+        let mut shares = sharing.share(own.clone(), &present);
+        // What shared workloads kept (no receiver) stays with their namespace, and before
+        // sharing their cost is their namespace's own.
+        let own: Vec<NamespaceShare> = own.into_iter().map(to_namespace).collect();
+        shares = shares.into_iter().map(to_namespace).collect();
 
         // Every namespace that has usage, a share, or an earlier record (which must be corrected).
         let mut names: Vec<&str> = view.namespaces.iter().map(|(n, _)| n.as_ref()).collect();
@@ -352,6 +386,27 @@ impl Accountant {
             .flat_map(|dimension| groups::group_records(record, own, dimension, weights))
             .collect()
     }
+}
+
+/// A share of `<namespace>/shared-workloads` as its namespace's.
+fn to_namespace(mut share: NamespaceShare) -> NamespaceShare {
+    let namespace = SharingPolicy::namespace_of(&share.namespace);
+    if namespace.len() != share.namespace.len() {
+        share.namespace = namespace.to_owned();
+    }
+    share
+}
+
+/// `totals` without `part` (a part of it), per resource and kind.
+fn without(totals: &ResourceTotals, part: &ResourceTotals) -> ResourceTotals {
+    let mut rest = *totals;
+    for r in Resource::ALL {
+        let (t, p) = (rest.get_mut(r), part.get(r));
+        t.used = t.used.saturating_sub(p.used);
+        t.requested = t.requested.saturating_sub(p.requested);
+        t.limit = t.limit.saturating_sub(p.limit);
+    }
+    rest
 }
 
 /// Metric label of a record's namespace.
@@ -504,6 +559,7 @@ mod tests {
                 .collect(),
             groups: Vec::new(),
             meters: Vec::new(),
+            shared: false,
         }
     }
 
@@ -644,6 +700,64 @@ mod tests {
                 (Some(IDLE), 375_000)
             ]
         );
+    }
+
+    #[test]
+    fn a_workload_shared_wherever_it_runs_moves_its_cost_out_of_its_namespace() {
+        use MeasurementKind::*;
+        let config = WindowConfig::default();
+        let policy = AllocationPolicy {
+            sharing: crate::allocate::SharingPolicy {
+                labels: vec![(
+                    "app.kubernetes.io/part-of".into(),
+                    "ferrisdx-platform".into(),
+                )],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut books = Accountant::new(
+            WindowStore::new(config),
+            CostLedger::new(config.spec),
+            CostAllocator::new(policy),
+            None,
+        );
+        // project-a runs 3 cores of its own and a 1-core platform agent; project-b 1 core.
+        books.usage(&sample(
+            1,
+            Some("project-a"),
+            0,
+            H,
+            &[(Usage, 3.0 * 3600.0)],
+        ));
+        let mut agent = sample(2, Some("project-a"), 0, H, &[(Usage, 3600.0)]);
+        agent.shared = true;
+        books.usage(&agent);
+        books.usage(&sample(3, Some("project-b"), 0, H, &[(Usage, 3600.0)]));
+        assert_eq!(books.cost(bill(1, 500_000)), CostAdmission::Applied);
+        let records = books.take_checkpoint().records;
+        // Own: a 300 000, the agent 100 000, b 100 000. The agent's 100 000 moves 3:1.
+        let a = find(&records, "project-a");
+        assert_eq!(a.own_cost_micros, Some(400_000));
+        assert_eq!(
+            (a.cost_total_micros, a.shared_cost_micros),
+            (375_000, Some(75_000))
+        );
+        assert_eq!(
+            a.resources[0].used,
+            4.0 * 3600.0,
+            "the agent's usage stays visible"
+        );
+        let b = find(&records, "project-b");
+        assert_eq!(
+            (b.cost_total_micros, b.shared_cost_micros),
+            (125_000, Some(25_000))
+        );
+        assert_eq!(
+            b.costs[1].shared_from.as_deref(),
+            Some("project-a/shared-workloads")
+        );
+        assert!(records.iter().all(|r| !r.namespace.contains('/')));
     }
 
     #[test]

@@ -114,6 +114,7 @@ pub struct NamespaceShare {
 ///     currency: "EUR".into(),
 ///     namespace: None,
 ///     amount: 1_000_000,
+///     meter: None,
 /// };
 /// let shares = CostAllocator::new(AllocationPolicy::default()).allocate(&window, &[charge]);
 /// let micros: Vec<_> =

@@ -39,12 +39,21 @@ pub struct SharingPolicy {
     pub weights: BTreeMap<String, u64>,
     /// Who receives (globs); empty: every namespace that is not shared.
     pub receivers: Vec<glob::Pattern>,
+    /// Workloads shared wherever they run: (label key, value); a workload matching any is
+    /// shared. A key matches as written and de-dotted (`app_kubernetes_io/part-of`), as Elastic
+    /// writes it.
+    pub labels: Vec<(String, String)>,
 }
+
+/// Suffix of the share name under which the allocator sees a namespace's workloads that are
+/// shared wherever they run (`<namespace>/shared-workloads`): a `/` never occurs in a namespace,
+/// so it is no namespace's name. Moved parts name it in `shared_from`.
+pub const SHARED_WORKLOADS: &str = "/shared-workloads";
 
 impl SharingPolicy {
     /// Whether anything is shared at all.
     pub fn is_active(&self) -> bool {
-        self.share_idle || !self.namespaces.is_empty()
+        self.share_idle || !self.namespaces.is_empty() || !self.labels.is_empty()
     }
 
     /// Whether `namespace`'s cost is shared out.
@@ -52,8 +61,24 @@ impl SharingPolicy {
         match namespace {
             IDLE => self.share_idle,
             UNALLOCATED => false,
+            _ if namespace.ends_with(SHARED_WORKLOADS) => true,
             _ => self.namespaces.iter().any(|p| p.matches(namespace)),
         }
+    }
+
+    /// Whether a workload with these labels is shared wherever it runs.
+    pub fn is_shared_workload(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.labels.iter().any(|(key, value)| {
+            labels
+                .get(key)
+                .or_else(|| labels.get(&key.replace('.', "_")))
+                .is_some_and(|v| v == value)
+        })
+    }
+
+    /// The namespace a share name belongs to: itself, or the namespace of its shared workloads.
+    pub fn namespace_of(name: &str) -> &str {
+        name.strip_suffix(SHARED_WORKLOADS).unwrap_or(name)
     }
 
     /// Whether `namespace` receives shared cost.

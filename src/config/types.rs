@@ -223,6 +223,9 @@ pub struct SharingSettings {
     pub weights: BTreeMap<String, u64>,
     /// Who receives shared cost (globs); empty: every namespace that is not shared.
     pub receivers: Vec<String>,
+    /// Workloads shared wherever they run, by pod label (`{ "app.kubernetes.io/part-of" =
+    /// "ferrisdx-platform" }`).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Default for SharingSettings {
@@ -233,6 +236,7 @@ impl Default for SharingSettings {
             split: "proportional".into(),
             weights: BTreeMap::new(),
             receivers: Vec::new(),
+            labels: BTreeMap::new(),
         }
     }
 }
@@ -276,6 +280,16 @@ impl SharingSettings {
             split,
             weights: self.weights.clone(),
             receivers: globs("receivers", &self.receivers)?,
+            labels: self
+                .labels
+                .iter()
+                .map(|(key, value)| {
+                    if key.is_empty() || key.chars().any(char::is_control) {
+                        anyhow::bail!("sharing.labels: {key:?} is not a label key");
+                    }
+                    Ok((key.clone(), value.clone()))
+                })
+                .collect::<anyhow::Result<_>>()?,
         })
     }
 }

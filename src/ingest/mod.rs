@@ -256,6 +256,7 @@ pub fn usage_sample(
         quantities,
         groups: Vec::new(),
         meters,
+        shared: false,
     }))
 }
 

@@ -428,8 +428,13 @@ impl Pipeline {
         let Some(mut sample) = self.accepted(intake) else {
             return Ok(());
         };
-        if sample.namespace.is_some() && !self.config.aggregation.is_empty() {
-            sample.groups = self.config.aggregation.groups(&event.subject);
+        if sample.namespace.is_some() {
+            if !self.config.aggregation.is_empty() {
+                sample.groups = self.config.aggregation.groups(&event.subject);
+            }
+            let sharing = &self.config.policy.sharing;
+            sample.shared =
+                !sharing.labels.is_empty() && sharing.is_shared_workload(&event.subject.labels);
         }
         let Some(slot) = self.slots.get_mut(&slot_id) else {
             return Ok(());

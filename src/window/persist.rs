@@ -27,6 +27,9 @@ pub mod persisted {
         /// Extension resources: (name, unit, [used, requested, limit]).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pub meters: Vec<(String, String, [String; 3])>,
+        /// The part of `totals` from workloads shared wherever they run, like `totals`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub shared: Vec<[String; 3]>,
     }
 
     /// One group of a namespace.
@@ -109,12 +112,7 @@ fn export_cluster(c: &ClusterWindow) -> persisted::ClusterState {
 }
 
 fn export_namespace(w: &NamespaceWindow) -> persisted::NamespaceState {
-    let totals = w
-        .totals
-        .0
-        .iter()
-        .map(|t| [t.used, t.requested, t.limit].map(|q| q.micros().to_string()))
-        .collect();
+    let totals = export_totals(&w.totals);
     let mut groups: Vec<persisted::GroupState> = w
         .groups
         .iter()
@@ -137,6 +135,11 @@ fn export_namespace(w: &NamespaceWindow) -> persisted::NamespaceState {
             )
         })
         .collect();
+    let shared = if w.shared == ResourceTotals::default() {
+        Vec::new()
+    } else {
+        export_totals(&w.shared)
+    };
     persisted::NamespaceState {
         totals,
         revision: w.revision,
@@ -144,7 +147,16 @@ fn export_namespace(w: &NamespaceWindow) -> persisted::NamespaceState {
         cost_micros: w.cost_micros,
         groups,
         meters,
+        shared,
     }
+}
+
+fn export_totals(totals: &ResourceTotals) -> Vec<[String; 3]> {
+    totals
+        .0
+        .iter()
+        .map(|t| [t.used, t.requested, t.limit].map(|q| q.micros().to_string()))
+        .collect()
 }
 
 fn quantity(text: &str) -> Result<Quantity, String> {
@@ -178,13 +190,19 @@ fn import_cluster(state: persisted::ClusterState) -> Result<ClusterWindow, Strin
     })
 }
 
-fn import_namespace(ns: persisted::NamespaceState) -> Result<NamespaceWindow, String> {
+fn import_totals(text: &[[String; 3]]) -> Result<ResourceTotals, String> {
     let mut totals = ResourceTotals::default();
-    for (slot, [used, requested, limit]) in totals.0.iter_mut().zip(&ns.totals) {
+    for (slot, [used, requested, limit]) in totals.0.iter_mut().zip(text) {
         slot.used = quantity(used)?;
         slot.requested = quantity(requested)?;
         slot.limit = quantity(limit)?;
     }
+    Ok(totals)
+}
+
+fn import_namespace(ns: persisted::NamespaceState) -> Result<NamespaceWindow, String> {
+    let totals = import_totals(&ns.totals)?;
+    let shared = import_totals(&ns.shared)?;
     let content_digest = ns
         .content_digest
         .parse()
@@ -214,6 +232,7 @@ fn import_namespace(ns: persisted::NamespaceState) -> Result<NamespaceWindow, St
         totals,
         groups,
         meters,
+        shared,
         revision: ns.revision,
         content_digest,
         cost_micros: ns.cost_micros,

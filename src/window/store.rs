@@ -31,6 +31,9 @@ pub struct Sample {
     /// Extension resources (`x-<vendor>-<name>`, any meter) with their units; namespaced
     /// usage, requests and limits only.
     pub meters: Vec<MeterQuantity>,
+    /// From a workload whose cost is shared wherever it runs (`[sharing] labels`): counted in
+    /// its namespace, and apart as the namespace's shared part.
+    pub shared: bool,
 }
 
 /// A group of workloads inside a namespace: (`label:<key>` or `workload`, value).
@@ -99,6 +102,8 @@ pub(crate) struct NamespaceWindow {
     pub(crate) groups: HashMap<GroupKey, NamespaceWindow>,
     /// Extension resources, by name.
     pub(crate) meters: BTreeMap<Arc<str>, MeterTotals>,
+    /// The part of `totals` from workloads shared wherever they run.
+    pub(crate) shared: ResourceTotals,
     /// Last emitted revision and a digest of its content.
     pub(crate) revision: i64,
     pub(crate) content_digest: u64,
@@ -211,6 +216,9 @@ pub struct ClusterWindowView<'a> {
     pub groups: Vec<(&'a Arc<str>, &'a GroupKey, &'a ResourceTotals, &'a Meters)>,
     /// Extension usage of the namespaces that have any, sorted by namespace.
     pub meters: Vec<(&'a Arc<str>, &'a Meters)>,
+    /// The part of each namespace's usage from workloads shared wherever they run, for those
+    /// that have any, sorted by namespace.
+    pub shared: Vec<(&'a Arc<str>, &'a ResourceTotals)>,
 }
 
 impl WindowStore {
@@ -480,6 +488,13 @@ impl WindowStore {
                     .map(|(n, w)| (n, &w.meters))
                     .collect();
                 meters.sort_by(|a, b| a.0.cmp(b.0));
+                let mut shared: Vec<_> = c
+                    .namespaces
+                    .iter()
+                    .filter(|(_, w)| w.shared != ResourceTotals::default())
+                    .map(|(n, w)| (n, &w.shared))
+                    .collect();
+                shared.sort_by(|a, b| a.0.cmp(b.0));
                 let view = ClusterWindowView {
                     cluster_id: id,
                     window_start: start,
@@ -494,6 +509,7 @@ impl WindowStore {
                     namespaces,
                     groups,
                     meters,
+                    shared,
                 };
                 (c.changed, view)
             })
@@ -647,7 +663,11 @@ fn add_to_namespace(
     share: &impl Fn(Quantity) -> Quantity,
 ) {
     for &(resource, kind, q) in &sample.quantities {
-        add_kind(window.totals.get_mut(resource), kind, share(q));
+        let q = share(q);
+        add_kind(window.totals.get_mut(resource), kind, q);
+        if sample.shared {
+            add_kind(window.shared.get_mut(resource), kind, q);
+        }
     }
     for (meter, unit, kind, q) in &sample.meters {
         let totals = match window.meters.get_mut(meter) {
@@ -783,6 +803,7 @@ mod tests {
                         .collect(),
                     groups: Vec::new(),
                     meters: Vec::new(),
+                    shared: false,
                 },
             )
     }
@@ -799,6 +820,7 @@ mod tests {
             end: 2 * H, // Two windows: both must have room.
             quantities: Vec::new(),
             groups: Vec::new(),
+            shared: false,
             meters: vec![(
                 Arc::from(name),
                 Arc::from("units"),
