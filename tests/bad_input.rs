@@ -386,6 +386,48 @@ async fn usage_corpus(
         payload: Some(usage.encode(&extension).await.unwrap()),
         reason: None,
     });
+    // Any meter: one in seconds is accounted; the same meter in hours in that cluster window is
+    // refused whole (invalid_event), and so is an event that would bring a 65th meter
+    // (out_of_range). Each is followed by valid neighbours.
+    let meter = |id: &str, names: &[String], unit: &str| {
+        let mut e = sample(id, w + 7_000, 1.0);
+        e.measurements = names
+            .iter()
+            .map(|name| Measurement {
+                resource: name.clone(),
+                kind: MeasurementKind::Usage,
+                quantity: 1.0,
+                unit: unit.into(),
+            })
+            .collect();
+        e
+    };
+    let queries = vec!["x-acme-queries".to_owned()];
+    let many: Vec<String> = (0..64).map(|i| format!("x-acme-meter{i}")).collect();
+    for (key, event, reason) in [
+        (
+            "meter-seconds",
+            meter("meter-seconds", &queries, "seconds"),
+            None,
+        ),
+        (
+            "meter-hours",
+            meter("meter-hours", &queries, "hours"),
+            Some("invalid_event"),
+        ),
+        (
+            "meter-65th",
+            meter("meter-65th", &many, "units"),
+            Some("out_of_range"),
+        ),
+    ] {
+        cases.push(Case {
+            key: key.into(),
+            payload: Some(usage.encode(&event).await.unwrap()),
+            reason,
+        });
+        push_neighbours(&mut cases, &mut valid, w, usage).await;
+    }
     // A duplicate flood: one event, many times; counted once.
     let flood = usage
         .encode(&sample("flooded", w + 999_000, 1.0))

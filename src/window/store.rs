@@ -317,6 +317,15 @@ impl WindowStore {
     /// Whether the sample's meters fit every cluster window it touches: one unit per meter,
     /// at most [`MAX_METERS_PER_CLUSTER_WINDOW`] meters.
     fn check_meters(&self, sample: &Sample, first_window: EpochMillis) -> Result<(), MeterRefusal> {
+        // The sample's own meters, each once, with one unit.
+        let mut meters: Vec<(&Arc<str>, &Arc<str>)> = Vec::with_capacity(sample.meters.len());
+        for (meter, unit, _, _) in &sample.meters {
+            match meters.iter().find(|(m, _)| *m == meter) {
+                Some((_, known)) if *known != unit => return Err(MeterRefusal::UnitMismatch),
+                Some(_) => {}
+                None => meters.push((meter, unit)),
+            }
+        }
         let spec = self.config.spec;
         let last_window = spec.start_of(sample.end.max(sample.start + 1) - 1);
         let mut window = first_window;
@@ -326,26 +335,15 @@ impl WindowStore {
                 .get(&window)
                 .and_then(|c| c.get(&sample.cluster_id))
                 .map(|c| &c.meter_units);
-            let mut new: Vec<&Arc<str>> = Vec::new();
-            for (meter, unit, _, _) in &sample.meters {
-                match units.and_then(|u| u.get(meter)) {
-                    Some(known) if known != unit => return Err(MeterRefusal::UnitMismatch),
+            let mut new = 0;
+            for (meter, unit) in &meters {
+                match units.and_then(|u| u.get(*meter)) {
+                    Some(known) if known != *unit => return Err(MeterRefusal::UnitMismatch),
                     Some(_) => {}
-                    None => {
-                        if let Some(&(_, first_unit, _, _)) =
-                            sample.meters.iter().find(|m| &m.0 == meter).as_ref()
-                        {
-                            if first_unit != unit {
-                                return Err(MeterRefusal::UnitMismatch);
-                            }
-                        }
-                        if !new.contains(&meter) {
-                            new.push(meter);
-                        }
-                    }
+                    None => new += 1,
                 }
             }
-            if units.map_or(0, BTreeMap::len) + new.len() > MAX_METERS_PER_CLUSTER_WINDOW {
+            if units.map_or(0, BTreeMap::len) + new > MAX_METERS_PER_CLUSTER_WINDOW {
                 return Err(MeterRefusal::TooMany);
             }
             window = spec.end_of(window);
