@@ -836,6 +836,7 @@ fn key_sample(cluster: &Arc<str>, namespace: &str, window: usize, n: u64) -> Sam
         ],
         groups: Vec::new(),
         meters: Vec::new(),
+        shared: false,
     }
 }
 
