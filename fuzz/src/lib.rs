@@ -139,17 +139,18 @@ pub fn avro_usage_event(data: &[u8]) {
     });
 }
 
-/// A CostEvent body (apache-avro only: CostEvent has no hand-written decoder): a body of the
-/// evolved writer reads as its v1 prefix does; an accepted event re-encodes to itself and is
-/// within the limits or refused with a reason.
+/// A CostEvent body (apache-avro only: CostEvent has no hand-written decoder): a body that both
+/// our schema and the evolved writer read is the same event; an accepted event re-encodes to
+/// itself and is within the limits or refused with a reason.
 pub fn avro_cost_event(data: &[u8]) {
     let _ = split_frame(data);
     COST.with(|readers| {
         let generic = readers.generic.read(1, data);
-        if let Ok(evolved) = readers.evolved.read(2, data) {
-            let generic = generic.as_ref().unwrap_or_else(|e| {
-                panic!("an evolved body is read, its v1 prefix is not ({e}): {evolved:?}")
-            });
+        // Both read: the same event. apache-avro 0.22's value reader (the schema-resolving path)
+        // reads a string branch of an optional field whose length runs past the body as null
+        // (`meter`, corpus `crash-2a12bbc1931f2714`) where its serde reader refuses the body, so
+        // an evolved read alone is no finding; docs/reliability.md, known gaps.
+        if let (Ok(evolved), Ok(generic)) = (readers.evolved.read(2, data), &generic) {
             assert_eq!(&evolved, generic);
         }
         if let Ok(event) = generic {

@@ -13,12 +13,14 @@
 //! - [`gcp`]: the GCP Cloud Billing export (BigQuery rows as JSON lines or CSV).
 //! - [`focus`]: FOCUS 1.x CSV (Azure Cost Management, GCP's FOCUS view).
 //! - [`rate_card`]: on-prem prices applied to the capacity the tracker saw.
+//! - [`export`]: the `export-costs` orchestration: files or the usage topic -> lines to publish.
 //! - [`categories`]: which usage a provider's service or SKU is apportioned by.
 //! - [`values`]: exact decimal amounts to micro-units, timestamps, currency codes.
 //!
 //! `docs/billing-exporters.md` describes the column mappings, ids and revisions.
 
 pub mod categories;
+pub mod export;
 pub mod focus;
 pub mod gcp;
 pub mod rate_card;
