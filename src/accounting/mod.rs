@@ -258,50 +258,13 @@ impl Accountant {
             .filter(|(n, _)| !is_reserved(n))
             .map(|(n, t)| (n.as_ref(), *t))
             .collect();
-        // Workloads shared wherever they run are allocated apart from their namespace, under
-        // `<namespace>/shared-workloads`, so that sharing can move their cost.
-        let pseudo: Vec<(String, ResourceTotals, ResourceTotals)> = view
-            .shared
-            .iter()
-            .filter_map(|(n, part)| {
-                let (_, totals) = usage.iter().find(|(u, _)| *u == n.as_ref())?;
-                Some((
-                    format!("{n}{SHARED_WORKLOADS}"),
-                    without(totals, part),
-                    **part,
-                ))
-            })
-            .collect();
-        let split: Vec<(&str, &ResourceTotals)> = usage
-            .iter()
-            .map(|&(n, t)| {
-                match pseudo
-                    .iter()
-                    .find(|(p, _, _)| SharingPolicy::namespace_of(p) == n)
-                {
-                    Some((_, rest, _)) => (n, rest),
-                    None => (n, t),
-                }
-            })
-            .chain(pseudo.iter().map(|(p, _, part)| (p.as_str(), part)))
-            .collect();
+        let parts = shared_parts(&usage, view);
+        let basis = allocation_basis(&usage, &parts);
         let meters: Vec<(&str, &BTreeMap<Arc<str>, MeterTotals>)> =
             view.meters.iter().map(|(n, m)| (n.as_ref(), *m)).collect();
-        let mut charges = self.ledger.charges(view.cluster_id, view.window_start);
-        if let Some(card) = &self.rate_card {
-            // Estimates only for the categories and meters no bill line covers yet.
-            let billed: Vec<_> = charges
-                .iter()
-                .map(|c| (c.meter.clone(), c.category))
-                .collect();
-            let estimates = card.estimate(&usage, view.capacity, &meters);
-            charges.extend(estimates.into_iter().filter(|e| match &e.meter {
-                Some(_) => !billed.iter().any(|(meter, _)| meter == &e.meter),
-                None => !billed.contains(&(None, e.category)),
-            }));
-        }
+        let charges = self.charges(view, &usage, &meters);
         let window = ClusterWindow {
-            namespaces: &split,
+            namespaces: &basis,
             capacity: view.capacity,
             meters: &meters,
         };
@@ -364,6 +327,29 @@ impl Accountant {
             .collect()
     }
 
+    /// The window's in-window bill pieces, and rate-card estimates for the categories and meters
+    /// no bill line covers yet.
+    fn charges(
+        &self,
+        view: &ClusterWindowView<'_>,
+        usage: &[(&str, &ResourceTotals)],
+        meters: &[(&str, &BTreeMap<Arc<str>, MeterTotals>)],
+    ) -> Vec<Charge> {
+        let mut charges = self.ledger.charges(view.cluster_id, view.window_start);
+        if let Some(card) = &self.rate_card {
+            let billed: Vec<_> = charges
+                .iter()
+                .map(|c| (c.meter.clone(), c.category))
+                .collect();
+            let estimates = card.estimate(usage, view.capacity, meters);
+            charges.extend(estimates.into_iter().filter(|e| match &e.meter {
+                Some(_) => !billed.iter().any(|(meter, _)| meter == &e.meter),
+                None => !billed.contains(&(None, e.category)),
+            }));
+        }
+        charges
+    }
+
     /// The records of the groups of a namespace record, dimension by dimension.
     fn group_records(
         &self,
@@ -386,6 +372,54 @@ impl Accountant {
             .flat_map(|dimension| groups::group_records(record, own, dimension, weights))
             .collect()
     }
+}
+
+/// The part of a namespace's usage from workloads shared wherever they run, allocated apart
+/// under `<namespace>/shared-workloads` so that sharing can move its cost.
+struct SharedPart {
+    /// `<namespace>/shared-workloads`.
+    name: String,
+    /// The namespace's usage without the part.
+    rest: ResourceTotals,
+    /// The part.
+    part: ResourceTotals,
+}
+
+fn shared_parts(
+    usage: &[(&str, &ResourceTotals)],
+    view: &ClusterWindowView<'_>,
+) -> Vec<SharedPart> {
+    view.shared
+        .iter()
+        .filter_map(|(n, part)| {
+            let (_, totals) = usage.iter().find(|(u, _)| *u == n.as_ref())?;
+            Some(SharedPart {
+                name: format!("{n}{SHARED_WORKLOADS}"),
+                rest: without(totals, part),
+                part: **part,
+            })
+        })
+        .collect()
+}
+
+/// What the allocator splits by: each namespace's usage, its shared part apart.
+fn allocation_basis<'a>(
+    usage: &[(&'a str, &'a ResourceTotals)],
+    parts: &'a [SharedPart],
+) -> Vec<(&'a str, &'a ResourceTotals)> {
+    usage
+        .iter()
+        .map(|&(n, t)| {
+            match parts
+                .iter()
+                .find(|p| SharingPolicy::namespace_of(&p.name) == n)
+            {
+                Some(p) => (n, &p.rest),
+                None => (n, t),
+            }
+        })
+        .chain(parts.iter().map(|p| (p.name.as_str(), &p.part)))
+        .collect()
 }
 
 /// A share of `<namespace>/shared-workloads` as its namespace's.
