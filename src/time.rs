@@ -18,8 +18,19 @@ pub enum TimeError {
     Unparsable,
 }
 
-/// An RFC 3339 time (`Z` or no offset = UTC), or a bare date meaning its start in UTC, as epoch
-/// milliseconds.
+/// An RFC 3339 time (`Z` or no offset = UTC), or a bare date meaning its start in UTC.
+pub fn parse_utc_time(text: &str) -> Result<SystemTime, TimeError> {
+    let bytes = text.as_bytes();
+    let is_date = bytes.len() == 10 && bytes[4] == b'-' && bytes[7] == b'-';
+    let parsed = if is_date {
+        humantime::parse_rfc3339_weak(&format!("{text}T00:00:00Z"))
+    } else {
+        humantime::parse_rfc3339_weak(text)
+    };
+    parsed.map_err(|_| TimeError::Unparsable)
+}
+
+/// [`parse_utc_time`] as epoch milliseconds.
 ///
 /// ```
 /// use usage_tracker::time::parse_utc;
@@ -28,14 +39,7 @@ pub enum TimeError {
 /// assert!(parse_utc("yesterday").is_err());
 /// ```
 pub fn parse_utc(text: &str) -> Result<EpochMillis, TimeError> {
-    let bytes = text.as_bytes();
-    let is_date = bytes.len() == 10 && bytes[4] == b'-' && bytes[7] == b'-';
-    let parsed = if is_date {
-        humantime::parse_rfc3339_weak(&format!("{text}T00:00:00Z"))
-    } else {
-        humantime::parse_rfc3339_weak(text)
-    };
-    epoch_ms(parsed.map_err(|_| TimeError::Unparsable)?)
+    epoch_ms(parse_utc_time(text)?)
 }
 
 /// `t` in UTC epoch milliseconds.
@@ -79,5 +83,18 @@ mod tests {
             assert_eq!(epoch_ms_clamped(beyond), EpochMillis::MAX);
         }
         assert!(now_ms() > 1_709_251_200_000);
+    }
+
+    #[test]
+    fn dates_mean_utc_midnight() {
+        assert_eq!(
+            epoch_ms_clamped(parse_utc_time("2024-03-01").unwrap()),
+            1_709_251_200_000
+        );
+        assert_eq!(
+            epoch_ms_clamped(parse_utc_time("2024-03-01T01:00:00Z").unwrap()),
+            1_709_254_800_000
+        );
+        assert!(parse_utc_time("yesterday").is_err());
     }
 }

@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::config::Settings;
 use crate::report::{ReportBy, ReportQuery, ReportRow, TotalsLevel};
 use crate::sink::postgres::PostgresSink;
-use crate::time::epoch_ms_clamped;
+use crate::time::{epoch_ms_clamped, parse_utc_time};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -34,11 +34,11 @@ pub struct ReportArgs {
     config: Option<PathBuf>,
     /// Windows starting at or after this time (RFC 3339, or a date YYYY-MM-DD = 00:00 UTC);
     /// default: all.
-    #[arg(long, value_parser = parse_time)]
+    #[arg(long, value_parser = parse_utc_time)]
     from: Option<SystemTime>,
     /// Windows starting before this time (RFC 3339, or a date YYYY-MM-DD = 00:00 UTC);
     /// default: all.
-    #[arg(long, value_parser = parse_time)]
+    #[arg(long, value_parser = parse_utc_time)]
     to: Option<SystemTime>,
     /// Only this cluster.
     #[arg(long)]
@@ -54,16 +54,6 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
-}
-
-/// RFC 3339 (`Z` or no offset = UTC), or a bare date meaning its start in UTC.
-fn parse_time(text: &str) -> Result<SystemTime, humantime::TimestampError> {
-    let is_date = text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-';
-    if is_date {
-        humantime::parse_rfc3339_weak(&format!("{text}T00:00:00Z"))
-    } else {
-        humantime::parse_rfc3339_weak(text)
-    }
 }
 
 fn parse_by(text: &str) -> Result<ReportBy, String> {
@@ -331,18 +321,5 @@ mod tests {
         assert_eq!(trim_decimal("0.000000"), "0");
         assert_eq!(trim_decimal("-1.500000"), "-1.5");
         assert_eq!(trim_decimal("100"), "100");
-    }
-
-    #[test]
-    fn dates_mean_utc_midnight() {
-        assert_eq!(
-            epoch_ms_clamped(parse_time("2024-03-01").unwrap()),
-            1_709_251_200_000
-        );
-        assert_eq!(
-            epoch_ms_clamped(parse_time("2024-03-01T01:00:00Z").unwrap()),
-            1_709_254_800_000
-        );
-        assert!(parse_time("yesterday").is_err());
     }
 }
