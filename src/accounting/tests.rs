@@ -185,9 +185,9 @@ fn a_workload_shared_wherever_it_runs_moves_its_cost_out_of_its_namespace() {
     let config = WindowConfig::default();
     let policy = AllocationPolicy {
         sharing: crate::allocate::SharingPolicy {
-            labels: vec![(
-                "app.kubernetes.io/part-of".into(),
-                "ferrisdx-platform".into(),
+            labels: vec![crate::allocate::SharedLabel::new(
+                "app.kubernetes.io/part-of",
+                "ferrisdx-platform",
             )],
             ..Default::default()
         },

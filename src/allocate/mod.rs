@@ -24,4 +24,4 @@ pub use allocator::{
     AllocationPolicy, Charge, ClusterWindow, CostAllocator, IdleCost, NamespaceShare, IDLE,
     UNALLOCATED,
 };
-pub use sharing::{SharingPolicy, SplitRule, SHARED_WORKLOADS};
+pub use sharing::{SharedLabel, SharingPolicy, SplitRule, SHARED_WORKLOADS};

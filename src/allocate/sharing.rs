@@ -39,10 +39,28 @@ pub struct SharingPolicy {
     pub weights: BTreeMap<String, u64>,
     /// Who receives (globs); empty: every namespace that is not shared.
     pub receivers: Vec<glob::Pattern>,
-    /// Workloads shared wherever they run: (label key, value); a workload matching any is
-    /// shared. A key matches as written and de-dotted (`app_kubernetes_io/part-of`), as Elastic
-    /// writes it.
-    pub labels: Vec<(String, String)>,
+    /// Workloads shared wherever they run: a workload with any of these labels is shared.
+    pub labels: Vec<SharedLabel>,
+}
+
+/// A pod label that marks a workload as shared wherever it runs. The key matches as written and
+/// de-dotted (`app_kubernetes_io/part-of`), as Elastic writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedLabel {
+    key: String,
+    dedotted: String,
+    value: String,
+}
+
+impl SharedLabel {
+    /// The label `key = value`.
+    pub fn new(key: &str, value: &str) -> Self {
+        Self {
+            key: key.to_owned(),
+            dedotted: key.replace('.', "_"),
+            value: value.to_owned(),
+        }
+    }
 }
 
 /// Suffix of the share name under which the allocator sees a namespace's workloads that are
@@ -68,11 +86,11 @@ impl SharingPolicy {
 
     /// Whether a workload with these labels is shared wherever it runs.
     pub fn is_shared_workload(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.labels.iter().any(|(key, value)| {
+        self.labels.iter().any(|l| {
             labels
-                .get(key)
-                .or_else(|| labels.get(&key.replace('.', "_")))
-                .is_some_and(|v| v == value)
+                .get(&l.key)
+                .or_else(|| labels.get(&l.dedotted))
+                .is_some_and(|v| *v == l.value)
         })
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::allocate::{SharingPolicy, SplitRule};
+use crate::allocate::{SharedLabel, SharingPolicy, SplitRule};
 use crate::billing::CategoryRule;
 use crate::ingest::ecs::{CapacitySource, EcsSettings, UsageSource};
 use crate::standard::registry::RegistryEndpoint;
@@ -287,7 +287,7 @@ impl SharingSettings {
                     if key.is_empty() || key.chars().any(char::is_control) {
                         anyhow::bail!("sharing.labels: {key:?} is not a label key");
                     }
-                    Ok((key.clone(), value.clone()))
+                    Ok(SharedLabel::new(key, value))
                 })
                 .collect::<anyhow::Result<_>>()?,
         })

@@ -429,12 +429,10 @@ impl Pipeline {
             return Ok(());
         };
         if sample.namespace.is_some() {
-            if !self.config.aggregation.is_empty() {
-                sample.groups = self.config.aggregation.groups(&event.subject);
-            }
+            // Both cost nothing when `[aggregation]` and `[sharing] labels` are not configured.
+            sample.groups = self.config.aggregation.groups(&event.subject);
             let sharing = &self.config.policy.sharing;
-            sample.shared =
-                !sharing.labels.is_empty() && sharing.is_shared_workload(&event.subject.labels);
+            sample.shared = sharing.is_shared_workload(&event.subject.labels);
         }
         let Some(slot) = self.slots.get_mut(&slot_id) else {
             return Ok(());
